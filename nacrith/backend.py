@@ -46,8 +46,16 @@ def fingerprint(n_gpu_layers: int = 0) -> str:
     """
     L = llama()
     device = "cpu" if n_gpu_layers == 0 else f"gpu{n_gpu_layers}"
-    return (f"llama-cpp-python {L.__version__}; {system_info()}; device={device}; "
-            f"fa={FLASH_ATTN}; kv={KV_TYPE_NAME}; attn_rot_disable={ATTN_ROT_VALUE}")
+    info = system_info()
+    # "CPU : SSE3 = 1 | AVX = 1 | ..." -> "CPU SSE3 AVX ..."; other backends' lines kept as text
+    parts = []
+    for section in info.split(";"):
+        feats = cpu_features(section)
+        on = [k for k, v in feats.items() if v not in ("0", "")]
+        head = section.split(":", 1)[0].strip() if ":" in section else ""
+        parts.append(f"{head} {' '.join(on)}".strip() if feats else section.strip())
+    return (f"llama-cpp-python {L.__version__}; {'; '.join(parts)}; device={device}; "
+            f"fa={FLASH_ATTN} kv={KV_TYPE_NAME} rot={1 - int(ATTN_ROT_VALUE)}")
 
 
 def check_build() -> list[str]:

@@ -23,9 +23,10 @@ import zstandard
 
 from . import __version__
 from .coder import Decoder, Encoder
-from .container import (FRAME_LLM, FRAME_NAMES, FRAME_STORED, FRAME_ZSTD, MAX_FRAME_SIZE,
-                        MAX_LANES, StreamParams, frame_checksum, read_frame, read_header,
-                        read_llm_payload, total_hasher, write_end, write_frame, write_llm_payload)
+from .container import (FRAME_LLM, FRAME_NAMES, FRAME_PARAMS, FRAME_STORED, FRAME_ZSTD,
+                        MAX_FRAME_SIZE, MAX_LANES, EndFrame, FrameHeader, LLMParams, StreamHeader,
+                        frame_checksum, read_frame, read_header, read_llm_payload, read_params,
+                        total_hasher, write_end, write_frame, write_llm_payload)
 from .errors import ChecksumError, FormatError, ModelMismatchError
 from .lanes import Window, decode_lanes, encode_lanes
 from .model import LlamaContext, Model, default_threads
@@ -106,12 +107,12 @@ class Session:
                                          n_batch=n_batch, n_threads=self.threads)
         return c
 
-    def params(self, options: Options) -> StreamParams:
+    def params(self, options: Options) -> LLMParams:
         m = self.model
-        return StreamParams(bytes.fromhex(m.sha256), self.fingerprint, m.n_vocab, m.bos,
-                            options.window, options.frame_size, m.name, f"nacrith {__version__}")
+        return LLMParams(bytes.fromhex(m.sha256), self.fingerprint, m.n_vocab, m.bos,
+                         options.window, m.name, f"nacrith {__version__}")
 
-    def check(self, params: StreamParams, where: str = "") -> None:
+    def check(self, params: LLMParams, where: str = "") -> None:
         """Raise ``ModelMismatchError`` unless this session can decode ``params``' LLM frames."""
         m = self.model
         if params.model_sha256 != bytes.fromhex(m.sha256):
@@ -157,7 +158,7 @@ def encode_llm_frame(session: Session, raw: bytes, options: Options,
     lanes = split_lanes(tokens, options)
     ctx = session.context(len(lanes), options.window, options.batch)
     encoders = [Encoder() for _ in lanes]
-    lens = m._token_lens
+    lens = m.token_lens
 
     def consume(lane: int, t0: int, logits: np.ndarray) -> None:
         syms = lanes[lane][t0:t0 + len(logits)]
@@ -169,15 +170,16 @@ def encode_llm_frame(session: Session, raw: bytes, options: Options,
     return write_llm_payload([len(x) for x in lanes], [e.finish() for e in encoders])
 
 
-def decode_llm_frame(session: Session, params: StreamParams, payload: memoryview, raw_size: int,
-                     offset: int, progress: Progress | None = None) -> bytes:
-    counts, streams = read_llm_payload(payload, raw_size, offset)
+def decode_llm_frame(session: Session, fr: FrameHeader, progress: Progress | None = None) -> bytes:
+    """Decode one LLM frame (``fr.params`` must be set). The checksum is checked by the caller."""
+    params, raw_size, offset = fr.params, fr.raw_size, fr.offset
+    counts, streams = read_llm_payload(fr.payload, raw_size, offset)
     session.check(params, f"frame at offset {offset}: ")
     m = session.model
     ctx = session.context(len(counts), params.window, max(len(counts), 1))
     decoders = [Decoder(bytes(s)) for s in streams]
     one = np.zeros(1, np.int32)
-    lens = m._token_lens
+    lens = m.token_lens
     done = [0]
 
     def choose(lane: int, logits: np.ndarray) -> int:
@@ -200,12 +202,12 @@ def compress(data: bytes, session: Session, options: Options = Options(),
 
     Args:
         data: the input.
-        session: model and contexts to use.
+        session: model and contexts to use (the model is loaded only if some frame is text).
         options: encoder choices (``Options``).
         progress: called with the number of input bytes finished, as they finish.
     """
-    params = session.params(options)
-    out = [params.encode()]
+    out = [StreamHeader(options.frame_size).encode()]
+    params_frame, params_written = None, False  # written once, before the first LLM frame
     hasher = total_hasher()
     zc = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
     view = memoryview(data)
@@ -224,31 +226,44 @@ def compress(data: bytes, session: Session, options: Options = Options(),
 
         llm = encode_llm_frame(session, raw, options, prog)
         if llm is not None:
-            candidates.append((len(llm), FRAME_LLM, llm))
+            params_frame = params_frame or session.params(options).encode()
+            candidates.append((len(llm) + (0 if params_written else len(params_frame)), FRAME_LLM, llm))
         if progress and done[0] < len(raw):
             progress(len(raw) - done[0])
         _, kind, payload = min(candidates, key=lambda c: (c[0], c[1]))
+        if kind == FRAME_LLM and not params_written:
+            out.append(params_frame)
+            params_written = True
         out.append(write_frame(kind, raw, payload))
     out.append(write_end(len(data), hasher.digest()))
     return b"".join(out)
 
 
 def iter_frames(data: bytes):
-    """Parse ``data`` and yield (params, FrameHeader) for each data frame; validates the end.
+    """Parse ``data``: yield each data frame (``FrameHeader``, with the ``params`` in force), then
+    the ``EndFrame``. Validates structure only (content checksums are the decoder's job).
 
-    Raises FormatError/TruncatedError on any structural problem (not checksums of content).
+    Raises:
+        FormatError, TruncatedError: malformed stream.
     """
     buf = memoryview(data)
-    params, pos = read_header(buf, 0)
+    header, pos = read_header(buf, 0)
+    params = None
     while True:
-        fr, pos = read_frame(buf, pos, params.frame_size)
-        if isinstance(fr, tuple):
-            total, digest = fr
+        if pos < len(buf) and buf[pos] == FRAME_PARAMS:
+            params, pos = read_params(buf, pos)
+            continue
+        fr, pos = read_frame(buf, pos, header.frame_size)
+        if isinstance(fr, EndFrame):
             if pos != len(buf):
                 raise FormatError(f"{len(buf) - pos} bytes of trailing data after the end frame")
-            yield params, ("end", total, digest)
+            yield fr
             return
-        yield params, fr
+        if fr.kind == FRAME_LLM:
+            if params is None:
+                raise FormatError(f"llm frame at offset {fr.offset} without a preceding params frame")
+            fr.params = params
+        yield fr
 
 
 def decompress(data: bytes, session: Session, progress: Progress | None = None) -> bytes:
@@ -263,11 +278,11 @@ def decompress(data: bytes, session: Session, progress: Progress | None = None) 
     hasher = total_hasher()
     size = 0
     dz = zstandard.ZstdDecompressor()
-    for params, fr in iter_frames(data):
-        if isinstance(fr, tuple):
-            _, total, digest = fr
-            if total != size or hasher.digest() != digest:
-                raise ChecksumError(f"whole-stream checksum mismatch ({size} bytes decoded, {total} declared)")
+    for fr in iter_frames(data):
+        if isinstance(fr, EndFrame):
+            if fr.total_size != size or hasher.digest() != fr.checksum:
+                raise ChecksumError(f"whole-stream checksum mismatch ({size} bytes decoded, "
+                                    f"{fr.total_size} declared)")
             return b"".join(out)
         if fr.kind == FRAME_STORED:
             raw = bytes(fr.payload)
@@ -277,7 +292,7 @@ def decompress(data: bytes, session: Session, progress: Progress | None = None) 
             except zstandard.ZstdError as e:
                 raise FormatError(f"frame at offset {fr.offset}: corrupt zstd payload ({e})") from None
         else:
-            raw = decode_llm_frame(session, params, fr.payload, fr.raw_size, fr.offset, progress)
+            raw = decode_llm_frame(session, fr, progress)
         if len(raw) != fr.raw_size or frame_checksum(raw) != fr.checksum:
             raise ChecksumError(f"frame at offset {fr.offset} ({FRAME_NAMES[fr.kind]}, output bytes "
                                 f"{size}..{size + fr.raw_size}): checksum mismatch")

@@ -15,7 +15,7 @@ from .lanes import Window
 
 MAGIC = b"\x89NCR\r\n\x1a\n"
 VERSION = 1
-MAX_HEADER = 1 << 16  # bytes of the parameter block
+MAX_PARAMS = 1 << 16  # bytes of a parameter block
 MAX_FRAME_SIZE = 1 << 30  # original bytes per frame
 MAX_LANES = 4096
 
@@ -23,20 +23,17 @@ FRAME_END = 0
 FRAME_STORED = 1
 FRAME_ZSTD = 2
 FRAME_LLM = 3
-FRAME_NAMES = {FRAME_STORED: "stored", FRAME_ZSTD: "zstd", FRAME_LLM: "llm"}
+FRAME_PARAMS = 4
+FRAME_NAMES = {FRAME_STORED: "stored", FRAME_ZSTD: "zstd", FRAME_LLM: "llm", FRAME_PARAMS: "params"}
 
 # parameter keys; < 0x80 are critical (a decoder must understand them), >= 0x80 informational
 K_MODEL_SHA256 = 0x01
 K_BACKEND = 0x02
 K_VOCAB = 0x03
 K_WINDOW = 0x04
-K_FRAME_SIZE = 0x05
 K_MODEL_NAME = 0x80
 K_WRITER = 0x81
 
-FRAME_HEADER = struct.Struct("<BII8s")  # type, raw size, payload size, checksum
-END_FRAME = struct.Struct("<BQ16s")  # type (0), total raw size, total checksum
-LANE_ENTRY = struct.Struct("<II")  # tokens, stream bytes
 
 
 def frame_checksum(data: bytes) -> bytes:
@@ -45,17 +42,56 @@ def frame_checksum(data: bytes) -> bytes:
 
 
 def total_hasher():
-    """Incremental BLAKE2b (digest_size=16) over the whole original content."""
-    return hashlib.blake2b(digest_size=16)
+    """Incremental BLAKE2b (digest_size=8, no key) over the whole original content."""
+    return hashlib.blake2b(digest_size=8)
+
+
+def varint(n: int) -> bytes:
+    """Unsigned LEB128: 7 bits per byte, least significant group first, high bit = more."""
+    if n < 0:
+        raise ValueError("varint of a negative number")
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def read_varint(buf, pos: int, what: str) -> tuple[int, int]:
+    """Parse a canonical LEB128 varint of at most 9 bytes (< 2^63). Returns (value, new pos)."""
+    n = 0
+    for i in range(9):
+        _need(buf, pos + i, 1, what)
+        b = buf[pos + i]
+        n |= (b & 0x7F) << (7 * i)
+        if not b & 0x80:
+            if b == 0 and i > 0:
+                raise FormatError(f"non-canonical varint for {what} at offset {pos}")
+            return n, pos + i + 1
+    raise FormatError(f"varint for {what} at offset {pos} is too long")
 
 
 @dataclass
-class StreamParams:
-    """Everything a decoder needs from the stream header.
+class StreamHeader:
+    """The stream header: format version and the most original bytes per frame."""
+
+    frame_size: int
+
+    def encode(self) -> bytes:
+        return MAGIC + bytes([VERSION, 0]) + varint(self.frame_size)
+
+
+@dataclass
+class LLMParams:
+    """Everything a decoder needs for the LLM frames that follow a params frame.
 
     model_sha256: 32 raw bytes (sha256 of the GGUF file); backend: fingerprint string
     (``nacrith.backend.fingerprint``); n_vocab, bos: tokenizer facts checked against the model;
-    window: sliding KV window; frame_size: most original bytes per frame.
+    window: sliding KV window (tokens); model_name, writer: informational.
     """
 
     model_sha256: bytes
@@ -63,23 +99,21 @@ class StreamParams:
     n_vocab: int
     bos: int
     window: Window
-    frame_size: int
     model_name: str = ""
     writer: str = ""
-    extra: dict = field(default_factory=dict)
 
     def encode(self) -> bytes:
+        """The params frame (type, block length, block)."""
         entries = [
             (K_MODEL_SHA256, self.model_sha256),
             (K_BACKEND, self.backend.encode()),
             (K_VOCAB, struct.pack("<II", self.n_vocab, self.bos)),
             (K_WINDOW, struct.pack("<III", self.window.size, self.window.sink, self.window.slide)),
-            (K_FRAME_SIZE, struct.pack("<I", self.frame_size)),
             (K_MODEL_NAME, self.model_name.encode()[:255]),
             (K_WRITER, self.writer.encode()[:255]),
         ]
-        body = b"".join(struct.pack("<BH", k, len(v)) + v for k, v in entries)
-        return MAGIC + struct.pack("<BBI", VERSION, 0, len(body)) + body
+        body = b"".join(bytes([k]) + varint(len(v)) + v for k, v in entries)
+        return bytes([FRAME_PARAMS]) + varint(len(body)) + body
 
 
 def _need(buf, pos: int, n: int, what: str) -> None:
@@ -88,55 +122,62 @@ def _need(buf, pos: int, n: int, what: str) -> None:
                              f"{max(0, len(buf) - pos)} left")
 
 
-def read_header(buf, pos: int = 0) -> tuple[StreamParams, int]:
-    """Parse the stream header at ``buf[pos:]``. Returns (params, offset after the header).
+def read_header(buf, pos: int = 0) -> tuple[StreamHeader, int]:
+    """Parse the stream header at ``buf[pos:]``. Returns (header, offset after it).
 
     Raises:
-        FormatError: not a nacrith stream, unsupported version, bad field.
+        FormatError: not a nacrith stream, unsupported version, reserved flags, bad frame size.
         TruncatedError: the header is cut short.
     """
-    if len(buf) - pos < len(MAGIC) and bytes(buf[pos:]) == MAGIC[:len(buf) - pos]:
-        raise TruncatedError("truncated stream: incomplete magic number")
-    if bytes(buf[pos:pos + 8]) != MAGIC:
+    head = bytes(buf[pos:pos + len(MAGIC)])
+    if not head:
+        raise TruncatedError("empty input: not a nacrith stream")
+    if head != MAGIC:
+        if len(head) < len(MAGIC) and MAGIC.startswith(head):
+            raise TruncatedError("truncated stream: incomplete magic number")
         raise FormatError("not a nacrith stream (bad magic number)")
-    pos += 8
-    _need(buf, pos, 6, "header")
-    version, flags, hlen = struct.unpack_from("<BBI", buf, pos)
-    pos += 6
+    pos += len(MAGIC)
+    _need(buf, pos, 2, "header")
+    version, flags = buf[pos], buf[pos + 1]
     if version != VERSION:
         raise FormatError(f"unsupported format version {version} (this nacrith reads {VERSION})")
     if flags != 0:
         raise FormatError(f"reserved header flags set (0x{flags:02x})")
-    if hlen > MAX_HEADER:
-        raise FormatError(f"header length {hlen} exceeds {MAX_HEADER}")
-    _need(buf, pos, hlen, "header parameters")
+    frame_size, pos = read_varint(buf, pos + 2, "frame size")
+    if not 1 <= frame_size <= MAX_FRAME_SIZE:
+        raise FormatError(f"frame size {frame_size} out of range [1, {MAX_FRAME_SIZE}]")
+    return StreamHeader(frame_size), pos
+
+
+def read_params(buf, pos: int) -> tuple[LLMParams, int]:
+    """Parse a params frame at ``buf[pos]`` (type byte included). Returns (params, next offset)."""
+    start = pos
+    hlen, pos = read_varint(buf, pos + 1, "params length")
+    if hlen > MAX_PARAMS:
+        raise FormatError(f"params frame at offset {start}: length {hlen} exceeds {MAX_PARAMS}")
+    _need(buf, pos, hlen, "params frame")
     end = pos + hlen
     vals: dict[int, bytes] = {}
     while pos < end:
-        if end - pos < 3:
-            raise FormatError("malformed header parameter")
-        k, n = struct.unpack_from("<BH", buf, pos)
-        pos += 3
+        k = buf[pos]
+        n, pos = read_varint(buf, pos + 1, "parameter length")
         if pos + n > end:
-            raise FormatError(f"header parameter 0x{k:02x} overruns the header")
+            raise FormatError(f"parameter 0x{k:02x} overruns the params frame at offset {start}")
         if k in vals:
-            raise FormatError(f"duplicate header parameter 0x{k:02x}")
+            raise FormatError(f"duplicate parameter 0x{k:02x} at offset {start}")
         vals[k] = bytes(buf[pos:pos + n])
         pos += n
-    known = {K_MODEL_SHA256: 32, K_VOCAB: 8, K_WINDOW: 12, K_FRAME_SIZE: 4, K_BACKEND: None}
+    known = {K_MODEL_SHA256: 32, K_VOCAB: 8, K_WINDOW: 12, K_BACKEND: None}
     for k in vals:
         if k < 0x80 and k not in known:
-            raise FormatError(f"unsupported critical header parameter 0x{k:02x} (newer writer?)")
+            raise FormatError(f"unsupported critical parameter 0x{k:02x} (newer writer?)")
     for k, size in known.items():
         if k not in vals:
-            raise FormatError(f"missing header parameter 0x{k:02x}")
+            raise FormatError(f"params frame at offset {start} lacks parameter 0x{k:02x}")
         if size is not None and len(vals[k]) != size:
-            raise FormatError(f"header parameter 0x{k:02x} has {len(vals[k])} bytes, expected {size}")
+            raise FormatError(f"parameter 0x{k:02x} has {len(vals[k])} bytes, expected {size}")
     n_vocab, bos = struct.unpack("<II", vals[K_VOCAB])
     size, sink, slide = struct.unpack("<III", vals[K_WINDOW])
-    (frame_size,) = struct.unpack("<I", vals[K_FRAME_SIZE])
-    if not 1 <= frame_size <= MAX_FRAME_SIZE:
-        raise FormatError(f"frame size {frame_size} out of range")
     if not (0 < n_vocab < (1 << 22) and bos < n_vocab):
         raise FormatError(f"bad vocabulary parameters ({n_vocab}, {bos})")
     try:
@@ -145,79 +186,81 @@ def read_header(buf, pos: int = 0) -> tuple[StreamParams, int]:
         raise FormatError(str(e)) from None
     try:
         backend = vals[K_BACKEND].decode()
-        name = vals.get(K_MODEL_NAME, b"").decode("utf-8", "replace")
-        writer = vals.get(K_WRITER, b"").decode("utf-8", "replace")
     except UnicodeDecodeError:
         raise FormatError("backend fingerprint is not UTF-8") from None
-    return StreamParams(vals[K_MODEL_SHA256], backend, n_vocab, bos, window, frame_size, name, writer), pos
+    name = vals.get(K_MODEL_NAME, b"").decode("utf-8", "replace")
+    writer = vals.get(K_WRITER, b"").decode("utf-8", "replace")
+    return LLMParams(vals[K_MODEL_SHA256], backend, n_vocab, bos, window, name, writer), end
 
 
 @dataclass
 class FrameHeader:
-    """One frame: ``kind`` (FRAME_*), ``raw_size`` original bytes, ``payload`` (memoryview),
-    ``checksum`` (8 bytes), ``offset`` (of the frame in the stream)."""
+    """One data frame: ``kind`` (FRAME_*), ``raw_size`` original bytes, ``payload`` (memoryview),
+    ``checksum`` (8 bytes), ``offset`` (of the frame in the stream), ``params`` (the LLMParams in
+    force, or None)."""
 
     kind: int
     raw_size: int
     payload: memoryview
     checksum: bytes
     offset: int
+    params: LLMParams | None = None
+
+
+@dataclass
+class EndFrame:
+    """The end frame: total original size and BLAKE2b-64 of all original bytes."""
+
+    total_size: int
+    checksum: bytes
+    offset: int
 
 
 def write_frame(kind: int, raw: bytes, payload: bytes) -> bytes:
-    return FRAME_HEADER.pack(kind, len(raw), len(payload), frame_checksum(raw)) + payload
+    return bytes([kind]) + varint(len(raw)) + varint(len(payload)) + frame_checksum(raw) + payload
 
 
 def write_end(total_size: int, total_digest: bytes) -> bytes:
-    return END_FRAME.pack(FRAME_END, total_size, total_digest)
+    return bytes([FRAME_END]) + varint(total_size) + total_digest
 
 
 def read_frame(buf, pos: int, frame_size: int):
-    """Parse the frame at ``buf[pos:]``.
-
-    Returns:
-        (FrameHeader, next offset) for a data frame, or ((total_size, digest16), end offset) for
-        the end frame (``kind`` FRAME_END).
-    """
+    """Parse the data or end frame at ``buf[pos:]``. Returns (FrameHeader | EndFrame, next offset)."""
     _need(buf, pos, 1, "frame type")
     kind = buf[pos]
     if kind == FRAME_END:
-        _need(buf, pos, END_FRAME.size, "end frame")
-        _, total, digest = END_FRAME.unpack_from(buf, pos)
-        return (total, digest), pos + END_FRAME.size
-    if kind not in FRAME_NAMES:
+        total, p = read_varint(buf, pos + 1, "total size")
+        _need(buf, p, 8, "end checksum")
+        return EndFrame(total, bytes(buf[p:p + 8]), pos), p + 8
+    if kind not in (FRAME_STORED, FRAME_ZSTD, FRAME_LLM):
         raise FormatError(f"unknown frame type {kind} at offset {pos}")
-    _need(buf, pos, FRAME_HEADER.size, "frame header")
-    _, raw_size, psize, checksum = FRAME_HEADER.unpack_from(buf, pos)
+    raw_size, p = read_varint(buf, pos + 1, "frame size")
+    psize, p = read_varint(buf, p, "payload size")
     if raw_size > frame_size or raw_size == 0:
         raise FormatError(f"frame at offset {pos} declares {raw_size} bytes (frame size is {frame_size})")
-    start = pos + FRAME_HEADER.size
-    _need(buf, start, psize, f"frame payload at offset {pos}")
+    _need(buf, p, 8, "frame checksum")
+    checksum = bytes(buf[p:p + 8])
+    p += 8
+    _need(buf, p, psize, f"frame payload at offset {pos}")
     if kind == FRAME_STORED and psize != raw_size:
         raise FormatError(f"stored frame at offset {pos}: payload {psize} != size {raw_size}")
-    return FrameHeader(kind, raw_size, memoryview(buf)[start:start + psize], checksum, pos), start + psize
+    return FrameHeader(kind, raw_size, memoryview(buf)[p:p + psize], checksum, pos), p + psize
 
 
 def write_llm_payload(lane_tokens: list[int], streams: list[bytes]) -> bytes:
-    head = struct.pack("<H", len(streams)) + b"".join(
-        LANE_ENTRY.pack(n, len(s)) for n, s in zip(lane_tokens, streams))
+    head = varint(len(streams)) + b"".join(varint(n) + varint(len(s)) for n, s in zip(lane_tokens, streams))
     return head + b"".join(streams)
 
 
 def read_llm_payload(payload: memoryview, raw_size: int, offset: int) -> tuple[list[int], list[memoryview]]:
     """Split an LLM frame payload into (tokens per lane, coded stream per lane)."""
-    if len(payload) < 2:
-        raise FormatError(f"llm frame at offset {offset}: payload too short")
-    (n_lanes,) = struct.unpack_from("<H", payload, 0)
+    n_lanes, pos = read_varint(payload, 0, "lane count")
     if not 1 <= n_lanes <= MAX_LANES:
         raise FormatError(f"llm frame at offset {offset}: {n_lanes} lanes")
-    pos = 2
-    if len(payload) < pos + n_lanes * LANE_ENTRY.size:
-        raise FormatError(f"llm frame at offset {offset}: lane table truncated")
     counts, sizes = [], []
     for _ in range(n_lanes):
-        n, s = LANE_ENTRY.unpack_from(payload, pos)
-        pos += LANE_ENTRY.size
+        n, pos = read_varint(payload, pos, "lane tokens")
+        s, pos = read_varint(payload, pos, "lane stream size")
         counts.append(n)
         sizes.append(s)
     if sum(counts) > raw_size:

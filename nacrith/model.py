@@ -195,6 +195,13 @@ class Model:
             self._token_lens = np.fromiter((len(b) for b in out), dtype=np.int64, count=len(out))
         return self._token_bytes
 
+    @property
+    def token_lens(self) -> np.ndarray:
+        """int64 array (n_vocab,): byte length of every token."""
+        if self._token_lens is None:
+            self.token_bytes
+        return self._token_lens
+
     def tokenize(self, data: bytes) -> np.ndarray:
         """Token ids of ``data`` (no BOS, special-token text kept as ordinary text).
 

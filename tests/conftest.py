@@ -1,0 +1,30 @@
+"""Shared fixtures: the corpora folder and one real model session for the whole test run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPORA = Path(os.environ.get("NACRITH_CORPORA", ROOT.parent / "shared" / "corpora"))
+
+
+def corpus(rel: str) -> bytes:
+    """Bytes of a file of the shared corpora (``../shared/corpora/<rel>``)."""
+    p = CORPORA / rel
+    if not p.is_file():
+        pytest.fail(f"corpus file {p} is missing (set NACRITH_CORPORA)")
+    return p.read_bytes()
+
+
+@pytest.fixture(scope="session")
+def session():
+    """One real llama.cpp session on the default model, shared by all tests."""
+    from nacrith.codec import Session
+
+    s = Session()
+    s.model  # load now: a missing model fails here, loudly
+    yield s
+    s.close()

@@ -1,0 +1,135 @@
+"""The command line, through click's runner and through a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from nacrith import cli
+from nacrith.codec import compress
+
+from .conftest import corpus
+
+TEXT = None
+
+
+@pytest.fixture(scope="module")
+def text():
+    return corpus("canterbury/alice29.txt")[:1200]
+
+
+@pytest.fixture()
+def runner(session, monkeypatch):
+    # reuse the test session's loaded model instead of loading one per invocation
+    monkeypatch.setattr(cli, "_session", lambda ctx: session)
+    return CliRunner()
+
+
+def test_compress_decompress_files(runner, tmp_path, text):
+    src = tmp_path / "a.txt"
+    src.write_bytes(text)
+    r = runner.invoke(cli.main, ["compress", str(src)])
+    assert r.exit_code == 0, r.output
+    assert "bpb" in r.stderr and src.exists()  # input kept
+    nc = tmp_path / "a.txt.nc"
+    assert nc.exists()
+    # refuses to overwrite without -f
+    r = runner.invoke(cli.main, ["compress", str(src)])
+    assert r.exit_code == 1 and "already exists" in r.stderr
+    src.unlink()
+    r = runner.invoke(cli.main, ["decompress", str(nc)])
+    assert r.exit_code == 0, r.output
+    assert src.read_bytes() == text
+    r = runner.invoke(cli.main, ["info", str(nc)])
+    assert r.exit_code == 0 and "llm" in r.stdout and "sha256" in r.stdout
+    r = runner.invoke(cli.main, ["test", str(nc)])
+    assert r.exit_code == 0 and "OK" in r.stderr
+    assert not list(tmp_path.glob(".*tmp"))  # no temp files left behind
+
+
+def test_output_option_force_and_rm(runner, tmp_path, text):
+    src = tmp_path / "b.txt"
+    src.write_bytes(text)
+    out = tmp_path / "custom.bin"
+    assert runner.invoke(cli.main, ["compress", "-q", "-o", str(out), str(src)]).exit_code == 0
+    back = tmp_path / "back.txt"
+    back.write_bytes(b"old")
+    assert runner.invoke(cli.main, ["decompress", "-o", str(back), str(out)]).exit_code == 1
+    assert back.read_bytes() == b"old"
+    assert runner.invoke(cli.main, ["decompress", "-f", "--rm", "-o", str(back), str(out)]).exit_code == 0
+    assert back.read_bytes() == text and not out.exists()
+
+
+@pytest.mark.parametrize("content,msg", [
+    (b"plain text, not ours", "not a nacrith stream"),
+    (b"", "not a nacrith stream"),
+])
+def test_foreign_files_one_line_error(runner, tmp_path, content, msg):
+    f = tmp_path / "x.nc"
+    f.write_bytes(content)
+    r = runner.invoke(cli.main, ["decompress", str(f)])
+    assert r.exit_code == 1
+    assert r.stderr.count("\n") == 1 and msg in r.stderr and str(f) in r.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_corrupt_and_truncated_files(runner, session, tmp_path, text):
+    blob = compress(text, session)
+    for name, bad in [("trunc.nc", blob[:-5]), ("trunc2.nc", blob[: len(blob) // 2]),
+                      ("flip.nc", blob[:-30] + bytes([blob[-30] ^ 0x10]) + blob[-29:])]:
+        f = tmp_path / name
+        f.write_bytes(bad)
+        r = runner.invoke(cli.main, ["decompress", str(f)])
+        assert r.exit_code == 1, (name, r.output)
+        assert r.stderr.count("\n") == 1 and "Traceback" not in r.output
+        assert not (tmp_path / name[:-3]).exists()
+        assert runner.invoke(cli.main, ["test", str(f)]).exit_code == 1
+
+
+def test_wrong_model_and_backend_are_refused(runner, session, tmp_path, text):
+    blob = compress(text, session)
+    sha = bytes.fromhex(session.model.sha256)
+    for name, bad, msg in [
+        ("model.nc", blob.replace(sha, bytes(32), 1), "model"),
+        ("backend.nc", blob.replace(b"device=cpu", b"device=cpX", 1), "backend"),
+    ]:
+        f = tmp_path / name
+        f.write_bytes(bad)
+        r = runner.invoke(cli.main, ["decompress", str(f)])
+        assert r.exit_code == 1 and msg in r.stderr, r.stderr
+        assert not (tmp_path / name[:-3]).exists()
+
+
+def test_missing_input_and_unknown_suffix(runner, tmp_path):
+    r = runner.invoke(cli.main, ["compress", str(tmp_path / "nope")])
+    assert r.exit_code == 1 and "nope" in r.stderr
+    f = tmp_path / "plain.txt"
+    f.write_bytes(b"x")
+    r = runner.invoke(cli.main, ["decompress", str(f)])
+    assert r.exit_code == 1 and "suffix" in r.stderr
+
+
+def test_missing_model_is_one_line(tmp_path):
+    f = tmp_path / "t.txt"
+    f.write_bytes(b"hello world")
+    r = subprocess.run([sys.executable, "-m", "nacrith.cli", "compress", "--model", str(tmp_path / "no.gguf"),
+                        str(f)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert "model file not found" in r.stderr and "pip install" in r.stderr
+    assert r.stderr.count("\n") == 1
+
+
+def test_pipe_through_real_subprocesses(tmp_path, text):
+    env = dict(os.environ)
+    c = subprocess.run([sys.executable, "-m", "nacrith.cli", "compress", "-q", "-c"], input=text,
+                       capture_output=True, timeout=600, env=env)
+    assert c.returncode == 0, c.stderr
+    d = subprocess.run([sys.executable, "-m", "nacrith.cli", "decompress", "-q", "-c", "-"], input=c.stdout,
+                       capture_output=True, timeout=600, env=env)
+    assert d.returncode == 0, d.stderr
+    assert d.stdout == text

@@ -1,0 +1,100 @@
+"""The property the whole format rests on: llama.cpp logits do not depend on how tokens are
+batched (one at a time, large prefill batches, several lanes per batch), on the thread count,
+or on which lanes share a context, with nacrith's settings (flash attention, q8_0 KV cache).
+
+If an upgrade of llama-cpp-python breaks this, these tests fail instead of files decoding wrong.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nacrith.lanes import Window, decode_lanes, encode_lanes
+from nacrith.model import LlamaContext
+
+from .conftest import corpus
+
+N = 160
+
+
+@pytest.fixture(scope="module")
+def tokens(session):
+    return session.model.tokenize(corpus("canterbury/alice29.txt")[:4000])
+
+
+def _one_by_one(ctx, seq):
+    return np.concatenate([ctx.decode(seq[i:i + 1], np.array([i], np.int32), np.zeros(1, np.int32)).copy()
+                           for i in range(len(seq))])
+
+
+def _batched(ctx, seq, nb):
+    out = []
+    for i in range(0, len(seq), nb):
+        j = min(len(seq), i + nb)
+        out.append(ctx.decode(seq[i:j], np.arange(i, j, dtype=np.int32), np.zeros(j - i, np.int32)).copy())
+    return np.concatenate(out)
+
+
+def test_batch_shape_and_threads_do_not_change_logits(session, tokens):
+    m = session.model
+    seq = np.concatenate([[m.bos], tokens[:N - 1]]).astype(np.int32)
+    with LlamaContext(m, n_seq=1, n_ctx_seq=256, n_batch=128, n_threads=2) as ctx:
+        ref = _one_by_one(ctx, seq)
+        ctx.clear()
+        full = _batched(ctx, seq, 128)
+        ctx.clear()
+        odd = _batched(ctx, seq, 37)
+    with LlamaContext(m, n_seq=1, n_ctx_seq=256, n_batch=128, n_threads=1) as ctx:
+        one_thread = _batched(ctx, seq, 128)
+    assert np.array_equal(ref, full), f"batched prefill differs: max |diff| {np.abs(ref - full).max()}"
+    assert np.array_equal(ref, odd)
+    assert np.array_equal(ref, one_thread), "logits depend on the thread count"
+
+
+def test_lanes_in_one_batch_match_a_lane_alone(session, tokens):
+    m = session.model
+    seq = np.concatenate([[m.bos], tokens[:N - 1]]).astype(np.int32)
+    with LlamaContext(m, n_seq=1, n_ctx_seq=256, n_batch=128) as ctx:
+        ref = _batched(ctx, seq, 128)
+    with LlamaContext(m, n_seq=3, n_ctx_seq=256, n_batch=128) as ctx:
+        rows = {s: [] for s in range(3)}
+        for i in range(N):
+            lg = ctx.decode(np.full(3, seq[i], np.int32), np.full(3, i, np.int32), np.arange(3, dtype=np.int32))
+            for s in range(3):
+                rows[s].append(lg[s].copy())
+    for s in range(3):
+        assert np.array_equal(np.stack(rows[s]), ref), f"lane {s} differs"
+
+
+def test_sliding_window_schedule_encoder_equals_decoder(session, tokens):
+    """Encoder rounds (big batches) and decoder steps give identical logits across KV slides,
+    with lanes of different lengths (one empty), different batch sizes and lane groupings."""
+    m = session.model
+    lanes = [tokens[0:150], tokens[150:290], tokens[290:350], tokens[350:350]]
+    w = Window(64, 4, 16)
+    results = []
+    for nb, n_seq in ((256, 4), (17, 4)):
+        got = {l: [] for l in range(4)}
+        with LlamaContext(m, n_seq=n_seq, n_ctx_seq=64, n_batch=nb) as ctx:
+            encode_lanes(ctx, lanes, m.bos, w, lambda l, t0, lg: got[l].append(lg.copy()))
+        results.append({l: np.concatenate(v) for l, v in got.items() if v})
+    dec = {l: [] for l in range(4)}
+
+    def choose(l, lg):
+        dec[l].append(lg.copy())
+        return int(lanes[l][len(dec[l]) - 1])
+
+    with LlamaContext(m, n_seq=4, n_ctx_seq=64, n_batch=8) as ctx:
+        out = decode_lanes(ctx, [len(x) for x in lanes], m.bos, w, choose)
+    for l in range(3):
+        d = np.stack(dec[l])
+        for r in results:
+            assert np.array_equal(r[l], d), f"lane {l}: max |diff| {np.abs(r[l] - d).max()}"
+        assert np.array_equal(out[l], lanes[l])
+    assert len(out[3]) == 0
+    # lane 1 alone in its own context (another worker) sees the same logits
+    alone = []
+    with LlamaContext(m, n_seq=1, n_ctx_seq=64, n_batch=64) as ctx:
+        encode_lanes(ctx, [lanes[1]], m.bos, w, lambda l, t0, lg: alone.append(lg.copy()))
+    assert np.array_equal(np.concatenate(alone), results[0][1])

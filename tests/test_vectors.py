@@ -1,0 +1,30 @@
+"""Conformance vectors in codec/vectors (see codec/FORMAT.md): valid ones decode to their
+originals, invalid ones are rejected with a NacrithError."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nacrith.codec import decompress
+from nacrith.errors import NacrithError
+
+VEC = Path(__file__).resolve().parents[1] / "codec" / "vectors"
+VALID = sorted((VEC / "valid").glob("*.nc"))
+INVALID = sorted((VEC / "invalid").glob("*.nc"))
+
+
+def test_vectors_present():
+    assert len(VALID) >= 6 and len(INVALID) >= 10
+
+
+@pytest.mark.parametrize("path", VALID, ids=lambda p: p.name)
+def test_valid_vector_decodes(session, path):
+    assert decompress(path.read_bytes(), session) == path.with_suffix("").read_bytes()
+
+
+@pytest.mark.parametrize("path", INVALID, ids=lambda p: p.name)
+def test_invalid_vector_rejected(session, path):
+    with pytest.raises(NacrithError):
+        decompress(path.read_bytes(), session)
