@@ -8,7 +8,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPORA = Path(os.environ.get("NACRITH_CORPORA", ROOT.parent / "shared" / "corpora"))
+
+
+def _find_corpora() -> Path:
+    """``$NACRITH_CORPORA``, else the first ``shared/corpora`` beside the repo or above it."""
+    if os.environ.get("NACRITH_CORPORA"):
+        return Path(os.environ["NACRITH_CORPORA"])
+    for d in ROOT.parents:
+        if (d / "shared" / "corpora").is_dir():
+            return d / "shared" / "corpora"
+    return ROOT.parent / "shared" / "corpora"
+
+
+CORPORA = _find_corpora()
 
 
 def corpus(rel: str) -> bytes:
