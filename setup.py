@@ -11,7 +11,8 @@ setup(
         Extension(
             "nacrith._native",
             sources=["native/nacrith_native.c"],
-            extra_compile_args=["-O2", "-std=c99", "-ffp-contract=off", "-fno-fast-math",
+            depends=["native/ensemble.c"],
+            extra_compile_args=["-O3", "-std=c99", "-ffp-contract=off", "-fno-fast-math", "-fno-trapping-math",
                                 "-fexcess-precision=standard", "-Wall", "-Wno-unused-parameter"],
         )
     ]

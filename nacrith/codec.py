@@ -27,6 +27,7 @@ from .container import (FRAME_LLM, FRAME_NAMES, FRAME_PARAMS, FRAME_STORED, FRAM
                         MAX_FRAME_SIZE, MAX_LANES, EndFrame, FrameHeader, LLMParams, StreamHeader,
                         frame_checksum, read_frame, read_header, read_llm_payload, read_params,
                         total_hasher, write_end, write_frame, write_llm_payload)
+from .ensemble import EnsembleParams
 from .errors import ChecksumError, FormatError, ModelMismatchError
 from .lanes import Window, decode_lanes, encode_lanes
 from .model import LlamaContext, Model, default_threads
@@ -39,13 +40,16 @@ ZSTD_LEVEL = 19
 class Options:
     """Encoder choices. Those the decoder needs are written to the stream header.
 
-    window: sliding KV window per lane (tokens). frame_size: most input bytes per frame.
+    window: sliding KV window per lane (tokens). ensemble: n-gram / bias / mixer / skip
+    hyper-parameters (``EnsembleParams``; ``LLM_ONLY`` turns every head off).
+    frame_size: most input bytes per frame.
     max_lanes: most lanes per frame; min_lane_tokens: a frame gets
     ``clamp(tokens // min_lane_tokens, 1, max_lanes)`` lanes. batch: tokens per llama_decode
     call when encoding (execution only; the logits do not depend on it).
     """
 
     window: Window = field(default_factory=lambda: Window(1024, 4, 256))
+    ensemble: EnsembleParams = field(default_factory=EnsembleParams)
     frame_size: int = 1 << 20
     max_lanes: int = 1
     min_lane_tokens: int = 2048
@@ -110,7 +114,7 @@ class Session:
     def params(self, options: Options) -> LLMParams:
         m = self.model
         return LLMParams(bytes.fromhex(m.sha256), self.fingerprint, m.n_vocab, m.bos,
-                         options.window, m.name, f"nacrith {__version__}")
+                         options.window, options.ensemble, m.name, f"nacrith {__version__}")
 
     def check(self, params: LLMParams, where: str = "") -> None:
         """Raise ``ModelMismatchError`` unless this session can decode ``params``' LLM frames."""
@@ -158,11 +162,12 @@ def encode_llm_frame(session: Session, raw: bytes, options: Options,
     lanes = split_lanes(tokens, options)
     ctx = session.context(len(lanes), options.window, options.batch)
     encoders = [Encoder() for _ in lanes]
+    models = [options.ensemble.lane_model(m.n_vocab) for _ in lanes]
     lens = m.token_lens
 
     def consume(lane: int, t0: int, logits: np.ndarray) -> None:
         syms = lanes[lane][t0:t0 + len(logits)]
-        encoders[lane].encode_logits(logits, syms)
+        models[lane].encode_block(encoders[lane], logits, syms)
         if progress:
             progress(int(lens[syms].sum()))
 
@@ -178,13 +183,15 @@ def decode_llm_frame(session: Session, fr: FrameHeader, progress: Progress | Non
     m = session.model
     ctx = session.context(len(counts), params.window, max(len(counts), 1))
     decoders = [Decoder(bytes(s)) for s in streams]
-    one = np.zeros(1, np.int32)
+    models = [params.ensemble.lane_model(m.n_vocab) for _ in streams]
     lens = m.token_lens
     done = [0]
 
-    def choose(lane: int, logits: np.ndarray) -> int:
-        decoders[lane].decode_logits(logits, one)
-        t = int(one[0])
+    def needs_llm(lane: int) -> bool:
+        return not models[lane].prepare()
+
+    def choose(lane: int, logits: np.ndarray | None) -> int:
+        t = models[lane].decode(decoders[lane], logits)
         done[0] += int(lens[t])
         if done[0] > raw_size:
             raise ChecksumError(f"frame at offset {offset}: decoded more than {raw_size} bytes (corrupt)")
@@ -192,7 +199,7 @@ def decode_llm_frame(session: Session, fr: FrameHeader, progress: Progress | Non
             progress(int(lens[t]))
         return t
 
-    lanes = decode_lanes(ctx, counts, m.bos, params.window, choose)
+    lanes = decode_lanes(ctx, counts, m.bos, params.window, choose, needs_llm)
     return m.detokenize(np.concatenate(lanes) if lanes else [])
 
 

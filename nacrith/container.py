@@ -11,6 +11,7 @@ import struct
 from dataclasses import dataclass, field
 
 from .errors import FormatError, TruncatedError
+from .ensemble import EnsembleParams
 from .lanes import Window
 
 MAGIC = b"\x89NCR\r\n\x1a\n"
@@ -31,6 +32,7 @@ K_MODEL_SHA256 = 0x01
 K_BACKEND = 0x02
 K_VOCAB = 0x03
 K_WINDOW = 0x04
+K_ENSEMBLE = 0x05
 K_MODEL_NAME = 0x80
 K_WRITER = 0x81
 
@@ -91,7 +93,8 @@ class LLMParams:
 
     model_sha256: 32 raw bytes (sha256 of the GGUF file); backend: fingerprint string
     (``nacrith.backend.fingerprint``); n_vocab, bos: tokenizer facts checked against the model;
-    window: sliding KV window (tokens); model_name, writer: informational.
+    window: sliding KV window (tokens); ensemble: hyper-parameters of the n-gram, bias, mixer
+    and skip (``nacrith.ensemble``); model_name, writer: informational.
     """
 
     model_sha256: bytes
@@ -99,6 +102,7 @@ class LLMParams:
     n_vocab: int
     bos: int
     window: Window
+    ensemble: EnsembleParams
     model_name: str = ""
     writer: str = ""
 
@@ -109,6 +113,7 @@ class LLMParams:
             (K_BACKEND, self.backend.encode()),
             (K_VOCAB, struct.pack("<II", self.n_vocab, self.bos)),
             (K_WINDOW, struct.pack("<III", self.window.size, self.window.sink, self.window.slide)),
+            (K_ENSEMBLE, self.ensemble.encode()),
             (K_MODEL_NAME, self.model_name.encode()[:255]),
             (K_WRITER, self.writer.encode()[:255]),
         ]
@@ -167,7 +172,7 @@ def read_params(buf, pos: int) -> tuple[LLMParams, int]:
             raise FormatError(f"duplicate parameter 0x{k:02x} at offset {start}")
         vals[k] = bytes(buf[pos:pos + n])
         pos += n
-    known = {K_MODEL_SHA256: 32, K_VOCAB: 8, K_WINDOW: 12, K_BACKEND: None}
+    known = {K_MODEL_SHA256: 32, K_VOCAB: 8, K_WINDOW: 12, K_ENSEMBLE: None, K_BACKEND: None}
     for k in vals:
         if k < 0x80 and k not in known:
             raise FormatError(f"unsupported critical parameter 0x{k:02x} (newer writer?)")
@@ -185,12 +190,16 @@ def read_params(buf, pos: int) -> tuple[LLMParams, int]:
     except ValueError as e:
         raise FormatError(str(e)) from None
     try:
+        ensemble = EnsembleParams.decode(vals[K_ENSEMBLE])
+    except ValueError as e:
+        raise FormatError(f"params frame at offset {start}: {e}") from None
+    try:
         backend = vals[K_BACKEND].decode()
     except UnicodeDecodeError:
         raise FormatError("backend fingerprint is not UTF-8") from None
     name = vals.get(K_MODEL_NAME, b"").decode("utf-8", "replace")
     writer = vals.get(K_WRITER, b"").decode("utf-8", "replace")
-    return LLMParams(vals[K_MODEL_SHA256], backend, n_vocab, bos, window, name, writer), end
+    return LLMParams(vals[K_MODEL_SHA256], backend, n_vocab, bos, window, ensemble, name, writer), end
 
 
 @dataclass

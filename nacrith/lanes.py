@@ -112,14 +112,20 @@ def _run_batch(ctx, batch, inputs, n_past, t_round, consume):
 
 
 def decode_lanes(ctx: LlamaContext, lengths: Sequence[int], bos: int, window: Window,
-                 choose: Callable[[int, np.ndarray], int]) -> list[np.ndarray]:
+                 choose: Callable[[int, np.ndarray | None], int],
+                 needs_llm: Callable[[int], bool] | None = None) -> list[np.ndarray]:
     """Run the schedule one step at a time, the token of each step chosen by ``choose``.
 
     Args:
         ctx, bos, window: as for ``encode_lanes``.
         lengths: tokens in each lane.
-        choose: ``choose(lane, logits)`` gets float32 logits of shape (n_vocab,) and returns the
-            lane's next token id (the arithmetic decoder's output).
+        choose: ``choose(lane, logits)`` gets float32 logits of shape (n_vocab,), or ``None`` when
+            ``needs_llm(lane)`` said False for this step, and returns the lane's next token id.
+        needs_llm: asked once per lane and step before any evaluation (default: always True).
+            When False the lane's input token is not evaluated now but deferred: it is fed,
+            with every other deferred token, before the lane's next evaluation or before the
+            next slide, whichever comes first (``codec/FORMAT.md``, "Confidence skip"), so the
+            KV cache ends up exactly as the encoder's.
 
     Returns:
         one int32 array per lane with its tokens.
@@ -130,16 +136,55 @@ def decode_lanes(ctx: LlamaContext, lengths: Sequence[int], bos: int, window: Wi
         raise ValueError("more lanes than the batch size")
     ctx.clear()
     out = [np.zeros(n, np.int32) for n in lengths]
+    pending: list[list[tuple[int, int]]] = [[] for _ in lengths]  # deferred (token, position)
     T = max(lengths, default=0)
     n_past = 0
     for t in range(T):
         active = [l for l in range(len(lengths)) if lengths[l] > t]
         if n_past == window.size:
+            _feed(ctx, [(l, tok, pos, False) for l in active for tok, pos in pending[l]])
+            for l in active:
+                pending[l].clear()
             _slide(ctx, active, window)
             n_past -= window.slide
-        toks = np.array([bos if t == 0 else out[l][t - 1] for l in active], np.int32)
-        logits = ctx.decode(toks, np.full(len(active), n_past, np.int32), np.array(active, np.int32))
-        for i, l in enumerate(active):
-            out[l][t] = choose(l, logits[i])
+        inputs = {l: bos if t == 0 else int(out[l][t - 1]) for l in active}
+        use = [l for l in active if needs_llm is None or needs_llm(l)]
+        for l in active:
+            if needs_llm is not None and l not in use:
+                pending[l].append((inputs[l], n_past))
+        items = [(l, tok, pos, False) for l in use for tok, pos in pending[l]]
+        items += [(l, inputs[l], n_past, True) for l in use]
+        logits = _feed(ctx, items)
+        for l in use:
+            pending[l].clear()
+        row = {l: i for i, l in enumerate(use)}
+        for l in active:
+            out[l][t] = choose(l, logits[row[l]] if l in row else None)
         n_past += 1
     return out
+
+
+def _feed(ctx: LlamaContext, items: list[tuple[int, int, int, bool]]) -> np.ndarray:
+    """Evaluate (lane, token, position, wants_logits) items in batches of at most ``ctx.n_batch``.
+
+    Items wanting logits (at most one per lane, listed last) all go in the final batch, preceded
+    by as many of the others as fit. Returns their logits in item order.
+    """
+    if not items:
+        return np.zeros((0, ctx.n_vocab), np.float32)
+    nb = ctx.n_batch
+    plain = [it for it in items if not it[3]]
+    wanted = [it for it in items if it[3]]
+    head = max(0, len(plain) + len(wanted) - nb)  # plain items that do not fit the final batch
+    batches = [plain[i:min(i + nb, head)] for i in range(0, head, nb)]
+    batches.append(plain[head:] + wanted)
+    logits = None
+    for chunk in batches:
+        if not chunk:
+            continue
+        toks = np.array([it[1] for it in chunk], np.int32)
+        pos = np.array([it[2] for it in chunk], np.int32)
+        seqs = np.array([it[0] for it in chunk], np.int32)
+        flags = np.array([it[3] for it in chunk], np.int8)
+        logits = ctx.decode(toks, pos, seqs, flags)
+    return logits if wanted else np.zeros((0, ctx.n_vocab), np.float32)

@@ -293,16 +293,18 @@ class LlamaContext:
         self._bl = np.ctypeslib.as_array(self._batch.logits, shape=(self.n_batch,))
         self._bn[:] = 1
 
-    def decode(self, tokens: np.ndarray, positions: np.ndarray, seqs: np.ndarray) -> np.ndarray:
-        """Evaluate tokens and return logits for every one of them.
+    def decode(self, tokens: np.ndarray, positions: np.ndarray, seqs: np.ndarray,
+               outputs: np.ndarray | None = None) -> np.ndarray:
+        """Evaluate tokens and return the logits of those flagged for output.
 
         Args:
             tokens, positions, seqs: int32 arrays of the same length n <= n_batch (token id,
                 position in its sequence, sequence id).
+            outputs: bool/int8 array (n,) of tokens whose logits are wanted (default: all).
 
         Returns:
-            float32 array of shape (n, n_vocab), a view of llama.cpp's buffer valid until the next
-            call.
+            float32 array of shape (n_outputs, n_vocab), rows in batch order, a view of
+            llama.cpp's buffer valid until the next call.
 
         Raises:
             BackendError: llama_decode returned non-zero (1: no KV slot, 2: aborted, <0: error).
@@ -313,7 +315,8 @@ class LlamaContext:
             raise ValueError(f"batch of {n} tokens (max {self.n_batch})")
         self._bt[:n] = tokens
         self._bp[:n] = positions
-        self._bl[:n] = 1
+        self._bl[:n] = 1 if outputs is None else outputs
+        n_out = n if outputs is None else int(np.count_nonzero(outputs))
         seq_ptrs = self._batch.seq_id
         for i in range(n):
             seq_ptrs[i][0] = int(seqs[i])
@@ -321,8 +324,10 @@ class LlamaContext:
         rc = L.llama_decode(self._ctx, self._batch)
         if rc != 0:
             raise BackendError(f"llama_decode failed with code {rc}", rc)
+        if n_out == 0:
+            return np.zeros((0, self.n_vocab), np.float32)
         ptr = L.llama_get_logits(self._ctx)
-        return np.ctypeslib.as_array(ptr, shape=(n, self.n_vocab))
+        return np.ctypeslib.as_array(ptr, shape=(n_out, self.n_vocab))
 
     def seq_rm(self, seq: int, p0: int, p1: int) -> None:
         """Remove positions [p0, p1) of ``seq`` from the KV cache (p1 < 0: to the end)."""

@@ -26,16 +26,18 @@
 
 /* ------------------------------------------------------------------------------------------ */
 /* Deterministic exp(x) for x in [EXP_CUTOFF, 0]. Relative error < 2e-10.                     */
-/* e^x = 2^k * e^r with k = round(x / ln2), r = x - k ln2 in [-ln2/2, ln2/2];                  */
-/* e^r by its Taylor series to degree 10 (|r|^11/11! < 2e-10), Horner order, no FMA.           */
+/* e^x = 2^k * e^r with k = x / ln2 rounded to nearest (ties to even, by adding and removing   */
+/* 1.5 * 2^52), r = x - k ln2 in [-ln2/2, ln2/2] (ln2 split hi/lo as in fdlibm); e^r by its     */
+/* Taylor series to degree 10 (|r|^11/11! < 2e-10) in Horner order; 2^k built from its bits.    */
+/* Branch-free so loops over it vectorise (element-wise, so results do not depend on that).    */
 /* ------------------------------------------------------------------------------------------ */
-static double det_exp(double x) {
+static inline double det_exp(double x) {
     const double LOG2E = 1.4426950408889634;
-    const double LN2_HI = 6.93147180369123816490e-01; /* ln2 split as in fdlibm: exact k*LN2_HI */
+    const double LN2_HI = 6.93147180369123816490e-01;
     const double LN2_LO = 1.90821492927058770002e-10;
-    double t = x * LOG2E;
-    int k = (int)(t < 0 ? t - 0.5 : t + 0.5); /* round half away from zero, deterministic */
-    double r = (x - (double)k * LN2_HI) - (double)k * LN2_LO;
+    const double SHIFT = 6755399441055744.0; /* 1.5 * 2^52 */
+    double kd = (x * LOG2E + SHIFT) - SHIFT;
+    double r = (x - kd * LN2_HI) - kd * LN2_LO;
     double p = 1.0 / 3628800.0;
     p = p * r + 1.0 / 362880.0;
     p = p * r + 1.0 / 40320.0;
@@ -47,25 +49,63 @@ static double det_exp(double x) {
     p = p * r + 0.5;
     p = p * r + 1.0;
     p = p * r + 1.0;
-    /* scale by 2^k, k in [-47, 0]: build the power of two from its bits (exact, no libm). */
-    union { uint64_t u; double d; } s;
-    s.u = (uint64_t)(1023 + k) << 52;
-    return p * s.d;
+    /* kd + 2^52 + 1023 holds k + 1023 in its low mantissa bits; shift them into the exponent */
+    double b = kd + 4503599627370496.0 + 1023.0;
+    uint64_t u;
+    memcpy(&u, &b, 8);
+    u <<= 52;
+    double scale;
+    memcpy(&scale, &u, 8);
+    return p * scale;
+}
+
+/* out[i] = E(a * x_i + c) with x_i = z_i + bias_i - M (bias may be NULL), 0 where the argument
+   is below the cutoff or NaN. Element-wise, vectorisable. */
+static void exp_pass(const float *z, const double *bias, double M, double a, double c,
+                     Py_ssize_t n, double *out) {
+    if (bias) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            double y = a * (((double)z[i] + bias[i]) - M) + c;
+            double v = det_exp(y < EXP_CUTOFF ? 0.0 : y);
+            out[i] = (y >= EXP_CUTOFF) ? v : 0.0;
+        }
+    } else {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            double y = a * ((double)z[i] - M) + c;
+            double v = det_exp(y < EXP_CUTOFF ? 0.0 : y);
+            out[i] = (y >= EXP_CUTOFF) ? v : 0.0;
+        }
+    }
+}
+
+/* Sum in a fixed order: four interleaved partial sums s_j = w[j] + w[j+4] + ... (in index
+   order), then (s0 + s1) + (s2 + s3). Part of the format (codec/FORMAT.md). */
+static double sum4(const double *w, Py_ssize_t n) {
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    Py_ssize_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += w[i];
+        s1 += w[i + 1];
+        s2 += w[i + 2];
+        s3 += w[i + 3];
+    }
+    if (i < n) s0 += w[i++];
+    if (i < n) s1 += w[i++];
+    if (i < n) s2 += w[i++];
+    return (s0 + s1) + (s2 + s3);
+}
+
+static double max_logit(const float *logits, Py_ssize_t n) {
+    float m = logits[0];
+    for (Py_ssize_t i = 1; i < n; i++)
+        if (logits[i] > m) m = logits[i];
+    return (double)m;
 }
 
 /* Unnormalised softmax weights w[i] = exp(l[i] - max l), 0 below the cutoff. Returns sum. */
 static double softmax_weights(const float *logits, Py_ssize_t n, double *w) {
-    float m = logits[0];
-    for (Py_ssize_t i = 1; i < n; i++)
-        if (logits[i] > m) m = logits[i];
-    double sum = 0.0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        double x = (double)logits[i] - (double)m; /* exact: both are floats */
-        double e = (x < EXP_CUTOFF || x != x) ? 0.0 : det_exp(x);
-        w[i] = e;
-        sum += e;
-    }
-    return sum;
+    exp_pass(logits, NULL, max_logit(logits, n), 1.0, 0.0, n, w);
+    return sum4(w, n);
 }
 
 /*
@@ -511,6 +551,9 @@ static PyTypeObject DecoderType = {
     .tp_getset = Decoder_getset,
 };
 
+/* The per-lane ensemble (n-gram, bias, mixer, skip) shares this translation unit. */
+#include "ensemble.c"
+
 /* ---------------------------------- module functions ------------------------------------- */
 static PyObject *py_cdf_from_logits(PyObject *self, PyObject *args) {
     Py_buffer lb, cb;
@@ -552,7 +595,7 @@ static PyObject *py_cdf_from_probs(PyObject *self, PyObject *args) {
     }
     const double *p = (const double *)pb.buf;
     double sum = 0.0;
-    for (Py_ssize_t i = 0; i < n; i++) sum += (p[i] > 0.0) ? p[i] : 0.0;
+    for (Py_ssize_t i = 0; i < n; i++) sum += (p[i] > 0.0) ? p[i] : 0.0; /* index order */
     /* negative / NaN weights count as 0 (quantise gives them the floor count) */
     if (quantise(p, sum, n, (uint32_t *)cb.buf)) { PyErr_SetString(PyExc_ValueError, "bad distribution"); goto done; }
     ret = Py_None;
@@ -592,7 +635,7 @@ done:
 static PyObject *py_det_exp(PyObject *self, PyObject *arg) {
     double x = PyFloat_AsDouble(arg);
     if (x == -1.0 && PyErr_Occurred()) return NULL;
-    if (!(x <= 0.0) || x < EXP_CUTOFF) {
+    if (!(x <= 0.0) || x < EXP_CUTOFF) { /* NaN fails the first test */
         PyErr_SetString(PyExc_ValueError, "det_exp is defined on [-32, 0]");
         return NULL;
     }
@@ -618,13 +661,17 @@ static struct PyModuleDef moduledef = {
     module_methods};
 
 PyMODINIT_FUNC PyInit__native(void) {
-    if (PyType_Ready(&EncoderType) < 0 || PyType_Ready(&DecoderType) < 0) return NULL;
+    if (PyType_Ready(&EncoderType) < 0 || PyType_Ready(&DecoderType) < 0 ||
+        PyType_Ready(&LaneModelType) < 0)
+        return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (!m) return NULL;
     Py_INCREF(&EncoderType);
     Py_INCREF(&DecoderType);
+    Py_INCREF(&LaneModelType);
     if (PyModule_AddObject(m, "Encoder", (PyObject *)&EncoderType) ||
         PyModule_AddObject(m, "Decoder", (PyObject *)&DecoderType) ||
+        PyModule_AddObject(m, "LaneModel", (PyObject *)&LaneModelType) ||
         PyModule_AddIntConstant(m, "PRECISION", PREC) ||
         PyModule_AddIntConstant(m, "CDF_TOTAL", CDF_TOTAL)) {
         Py_DECREF(m);

@@ -17,6 +17,7 @@ from nacrith.codec import Options, Session, compress, decompress, iter_frames
 from nacrith.container import (FRAME_STORED, FRAME_ZSTD, MAGIC, EndFrame, LLMParams, StreamHeader,
                                read_params, read_varint, total_hasher, varint, write_end, write_frame)
 from nacrith.errors import ChecksumError, FormatError, NacrithError, TruncatedError
+from nacrith.ensemble import EnsembleParams
 from nacrith.lanes import Window
 
 
@@ -128,7 +129,7 @@ def test_zstd_bomb_rejected():
 
 
 def test_params_frame_roundtrip_and_checks():
-    p = LLMParams(b"\x11" * 32, "backend x", 49152, 1, Window(64, 4, 16), "m", "w")
+    p = LLMParams(b"\x11" * 32, "backend x", 49152, 1, Window(64, 4, 16), EnsembleParams(), "m", "w")
     q, end = read_params(p.encode(), 0)
     assert end == len(p.encode()) and q == p
     blob = p.encode()
