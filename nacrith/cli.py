@@ -22,10 +22,12 @@ import click
 from . import __version__
 from .codec import Options, Session, compress as _compress, decompress as _decompress, iter_frames
 from .container import FRAME_LLM, FRAME_NAMES, read_header, read_llm_payload
+from .ensemble import LLM_ONLY, MIXER_NAMES, EnsembleParams
 from .errors import NacrithError
 from .lanes import Window
 
 SUFFIX = ".nc"
+_E = EnsembleParams()
 
 
 class CliError(Exception):
@@ -203,14 +205,35 @@ def _with_opts(opts):
               help="Tokens evicted at once when the window is full.")
 @click.option("--frame-size", type=click.IntRange(1, 1 << 30), default=Options.frame_size,
               show_default=True, help="Most input bytes per frame.")
+@click.option("--llm-only", is_flag=True, help="Turn every ensemble head off (LLM probabilities only).")
+@click.option("--ngram-order", type=click.IntRange(0, 8), default=_E.ngram_order, show_default=True,
+              help="Highest token n-gram order (0: n-gram head off).")
+@click.option("--ngram-bits", type=click.IntRange(4, 26), default=_E.ngram_bits, show_default=True,
+              help="log2 hashed contexts per n-gram order (memory per lane: order x 2^bits x 72 B).")
+@click.option("--ngram-kappa", type=click.FloatRange(min=0, min_open=True), default=_E.ngram_kappa,
+              show_default=True, help="n-gram interpolation constant: lambda = c / (c + kappa).")
+@click.option("--bias-lr", type=click.FloatRange(0, 1, max_open=True), default=_E.bias_lr, show_default=True,
+              help="Learning rate of the log-space bias head (0: off).")
+@click.option("--mixer", type=click.Choice(["linear", "geometric"]), default=MIXER_NAMES[_E.mixer],
+              show_default=True, help="Context mixer: linear (Hedge) or geometric (log-linear).")
+@click.option("--mix-lr", type=click.FloatRange(0, 10), default=_E.mix_lr, show_default=True,
+              help="Mixer learning rate.")
+@click.option("--mix-init", type=click.FloatRange(0, 1), default=_E.mix_init, show_default=True,
+              help="Initial LLM weight of the mixer.")
+@click.option("--skip-bits", type=click.FloatRange(0, 64, max_open=True), default=_E.skip_bits,
+              show_default=True, help="Skip the LLM when the n-gram entropy is below this (0: never).")
 @click.pass_context
 def compress(ctx, files, output, to_stdout, force, rm, quiet, progress, lanes, lane_tokens, window,
-             sink, slide, frame_size):
+             sink, slide, frame_size, llm_only, ngram_order, ngram_bits, ngram_kappa, bias_lr, mixer,
+             mix_lr, mix_init, skip_bits):
     """Compress FILE(s) to FILE.nc (stdin when FILE is - or absent)."""
     files = _common_files(files, output)
     try:
-        opts = Options(window=Window(window, sink, slide), frame_size=frame_size, max_lanes=lanes,
-                       min_lane_tokens=lane_tokens)
+        ens = LLM_ONLY if llm_only else EnsembleParams(
+            ngram_order, ngram_bits, ngram_kappa, bias_lr,
+            {v: k for k, v in MIXER_NAMES.items()}[mixer], mix_lr, mix_init, skip_bits)
+        opts = Options(window=Window(window, sink, slide), ensemble=ens, frame_size=frame_size,
+                       max_lanes=lanes, min_lane_tokens=lane_tokens)
     except ValueError as e:
         raise click.UsageError(str(e))
 
@@ -317,6 +340,7 @@ def info(files):
                 click.echo(f"backend:     {p.backend}")
                 click.echo(f"writer:      {p.writer}")
                 click.echo(f"window:      {w.size} tokens (sink {w.sink}, slide {w.slide})")
+                click.echo(f"ensemble:    {p.ensemble.describe()}")
         click.echo(f"original:    {end.total_size} bytes, blake2b-64 {end.checksum.hex()}")
         bpb = 8 * len(blob) / end.total_size if end.total_size else 0.0
         click.echo(f"compressed:  {len(blob)} bytes, {bpb:.4f} bpb")

@@ -61,6 +61,7 @@ typedef struct {
     /* last build */
     int had_llm;
     double M, ZL, sumW;
+    const double *final; /* the weights lm_build quantised (e or W), sum sumW */
     /* statistics */
     long long n_tokens, n_skipped;
 } LaneModelObject;
@@ -208,6 +209,7 @@ static int lm_build(LaneModelObject *m, const float *logits) {
         for (Py_ssize_t i = 0; i < n; i++) W[i] = u;
         for (int k = 0; k < m->n_cand; k++) W[m->cand[k]] += m->cand_s[k];
         m->sumW = sum4(W, n);
+        m->final = W;
         return quantise(W, m->sumW, n, m->cdf);
     }
     /* L'(x) = e_x / Z_L, e_x = exp(z_x + b_x - M) */
@@ -219,6 +221,7 @@ static int lm_build(LaneModelObject *m, const float *logits) {
     m->set = m->top * NB_CONF + conf_bucket(1.0 / ZL);
     if (m->ng_order == 0 && m->mixer == 0) { /* LLM (+ bias) only */
         m->sumW = ZL;
+        m->final = e;
         return quantise(e, ZL, n, m->cdf);
     }
     double *w = m->wts[m->set];
@@ -226,6 +229,7 @@ static int lm_build(LaneModelObject *m, const float *logits) {
     if (m->mixer == 0) {
         if (m->n_cand == 0) {
             m->sumW = ZL;
+            m->final = e;
             return quantise(e, ZL, n, m->cdf);
         }
         /* p = (w_l + w_n r) L' + w_n s, scaled by Z_L */
@@ -253,6 +257,7 @@ static int lm_build(LaneModelObject *m, const float *logits) {
         }
     }
     m->sumW = sum4(W, n);
+    m->final = W;
     return quantise(W, m->sumW, n, m->cdf);
 }
 
@@ -549,8 +554,7 @@ static PyObject *LaneModel_distribution(LaneModelObject *m, PyObject *lo) {
     PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(double) * m->n);
     if (!out) return NULL;
     double *o = (double *)PyBytes_AS_STRING(out);
-    const double *src = (m->had_llm && m->n_cand == 0) ? m->e : m->W; /* what lm_build quantised */
-    for (Py_ssize_t i = 0; i < m->n; i++) o[i] = src[i] / m->sumW;
+    for (Py_ssize_t i = 0; i < m->n; i++) o[i] = m->final[i] / m->sumW;
     return out;
 }
 
