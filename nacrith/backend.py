@@ -45,7 +45,7 @@ def fingerprint(n_gpu_layers: int = 0) -> str:
     on it; ``tests/test_invariance.py``).
     """
     L = llama()
-    device = "cpu" if n_gpu_layers == 0 else f"gpu{n_gpu_layers}"
+    device = "cpu" if n_gpu_layers == 0 else "gpu:all" if n_gpu_layers < 0 else f"gpu:{n_gpu_layers}"
     info = system_info()
     # "CPU : SSE3 = 1 | AVX = 1 | ..." -> "CPU SSE3 AVX ..."; other backends' lines kept as text
     parts = []

@@ -14,6 +14,7 @@ both are verified on decoding before anything is returned.
 
 from __future__ import annotations
 
+import lzma
 import os
 from dataclasses import dataclass, field
 from typing import Callable
@@ -23,14 +24,15 @@ import zstandard
 
 from . import __version__
 from .coder import Decoder, Encoder
-from .container import (FRAME_LLM, FRAME_NAMES, FRAME_PARAMS, FRAME_STORED, FRAME_ZSTD,
-                        MAX_FRAME_SIZE, MAX_LANES, EndFrame, FrameHeader, LLMParams, StreamHeader,
-                        frame_checksum, read_frame, read_header, read_llm_payload, read_params,
-                        total_hasher, write_end, write_frame, write_llm_payload)
+from .container import (FRAME_LLM, FRAME_LZMA, FRAME_NAMES, FRAME_PARAMS, FRAME_SEEK, FRAME_STORED,
+                        FRAME_ZSTD, MAX_FRAME_SIZE, MAX_LANES, EndFrame, FrameHeader, LLMParams,
+                        SeekEntry, StreamHeader, frame_checksum, read_frame, read_header,
+                        read_llm_payload, read_params, read_seek_table, total_hasher, write_end,
+                        write_frame, write_llm_payload, write_seek_table)
 from .ensemble import EnsembleParams
-from .errors import ChecksumError, FormatError, ModelMismatchError
+from .errors import ChecksumError, FormatError, ModelMismatchError, TruncatedError
 from .lanes import Window, decode_lanes, encode_lanes
-from .model import LlamaContext, Model, default_threads
+from .model import LlamaContext, Model, default_gpu_layers, default_parallelism, default_threads
 
 Progress = Callable[[int], None]
 ZSTD_LEVEL = 19
@@ -51,7 +53,7 @@ class Options:
     window: Window = field(default_factory=lambda: Window(1024, 4, 256))
     ensemble: EnsembleParams = field(default_factory=EnsembleParams)
     frame_size: int = 1 << 20
-    max_lanes: int = 1
+    max_lanes: int = 8
     min_lane_tokens: int = 2048
     batch: int = 256
 
@@ -71,19 +73,36 @@ class Session:
         model: GGUF path (``None``: ``--model``/``NACRITH_MODEL``/embedded default order) or a
             loaded ``Model``.
         threads: llama.cpp threads (default: the cores this process may use).
-        gpu_layers: layers offloaded to a GPU backend (0: CPU).
+        workers: worker processes, each with its own context (default: from the cores); an
+            execution choice, never recorded in the stream.
+        gpu_layers: layers offloaded to a GPU backend (0: CPU, -1: all; default: all when the
+            llama.cpp build has a GPU backend, else 0).
 
     The model is loaded on first use, so decoding streams without LLM frames needs none.
     """
 
     def __init__(self, model: str | os.PathLike | Model | None = None, *, threads: int | None = None,
-                 gpu_layers: int = 0):
+                 workers: int | None = None, gpu_layers: int | None = None):
         self._model = model if isinstance(model, Model) else None
         self._model_path = None if isinstance(model, Model) else model
-        self.threads = threads or default_threads()
-        self.gpu_layers = gpu_layers
+        auto_workers, auto_threads = default_parallelism()
+        self.workers = int(workers) if workers else (auto_workers if not threads else 1)
+        self.threads = int(threads) if threads else max(1, auto_threads if self.workers == auto_workers
+                                                       else default_threads() // self.workers)
+        if self.workers < 1:
+            raise ValueError("workers must be >= 1")
+        self.gpu_layers = default_gpu_layers() if gpu_layers is None else int(gpu_layers)
         self._ctx: LlamaContext | None = None
         self._fingerprint: str | None = None
+        self._pool = None
+
+    def pool(self):
+        """The worker processes (started on first use, each loading the model once)."""
+        if self._pool is None:
+            from .workers import WorkerPool
+
+            self._pool = WorkerPool(str(self.model.path), self.workers, self.threads, self.gpu_layers)
+        return self._pool
 
     @property
     def model(self) -> Model:
@@ -132,6 +151,9 @@ class Session:
             raise FormatError(f"{where}vocabulary parameters do not match the model")
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
         if self._ctx is not None:
             self._ctx.close()
             self._ctx = None
@@ -152,17 +174,15 @@ def split_lanes(tokens: np.ndarray, options: Options) -> list[np.ndarray]:
     return [np.ascontiguousarray(a) for a in np.array_split(tokens, lanes)]
 
 
-def encode_llm_frame(session: Session, raw: bytes, options: Options,
-                     progress: Progress | None = None) -> bytes | None:
-    """LLM payload for ``raw``, or ``None`` when its tokens do not reproduce it exactly."""
+def encode_group(session: Session, lanes: list[np.ndarray], window: Window, ensemble: EnsembleParams,
+                 batch: int, progress: Progress | None = None, stats: dict | None = None) -> list[bytes]:
+    """Arithmetic-coded stream of each lane of ``lanes`` (int32 token arrays), evaluated
+    together in one context. Any grouping of a frame's lanes gives the same streams.
+    ``stats`` (optional dict) accumulates ``tokens`` and ``skipped`` (coded without the LLM)."""
     m = session.model
-    tokens = m.tokenize(raw)
-    if len(tokens) == 0 or m.detokenize(tokens) != raw:
-        return None
-    lanes = split_lanes(tokens, options)
-    ctx = session.context(len(lanes), options.window, options.batch)
+    ctx = session.context(len(lanes), window, batch)
     encoders = [Encoder() for _ in lanes]
-    models = [options.ensemble.lane_model(m.n_vocab) for _ in lanes]
+    models = [ensemble.lane_model(m.n_vocab) for _ in lanes]
     lens = m.token_lens
 
     def consume(lane: int, t0: int, logits: np.ndarray) -> None:
@@ -171,19 +191,24 @@ def encode_llm_frame(session: Session, raw: bytes, options: Options,
         if progress:
             progress(int(lens[syms].sum()))
 
-    encode_lanes(ctx, lanes, m.bos, options.window, consume)
-    return write_llm_payload([len(x) for x in lanes], [e.finish() for e in encoders])
+    encode_lanes(ctx, lanes, m.bos, window, consume)
+    if stats is not None:
+        stats["tokens"] = stats.get("tokens", 0) + sum(x.tokens for x in models)
+        stats["skipped"] = stats.get("skipped", 0) + sum(x.skipped for x in models)
+    return [e.finish() for e in encoders]
 
 
-def decode_llm_frame(session: Session, fr: FrameHeader, progress: Progress | None = None) -> bytes:
-    """Decode one LLM frame (``fr.params`` must be set). The checksum is checked by the caller."""
-    params, raw_size, offset = fr.params, fr.raw_size, fr.offset
-    counts, streams = read_llm_payload(fr.payload, raw_size, offset)
-    session.check(params, f"frame at offset {offset}: ")
+def decode_group(session: Session, streams: list[bytes], counts: list[int], window: Window,
+                 ensemble: EnsembleParams, max_bytes: int, where: str = "",
+                 progress: Progress | None = None) -> list[np.ndarray]:
+    """Tokens of each lane from its coded stream (the inverse of ``encode_group``).
+
+    Raises ChecksumError as soon as the lanes decode to more than ``max_bytes`` bytes.
+    """
     m = session.model
-    ctx = session.context(len(counts), params.window, max(len(counts), 1))
-    decoders = [Decoder(bytes(s)) for s in streams]
-    models = [params.ensemble.lane_model(m.n_vocab) for _ in streams]
+    ctx = session.context(len(counts), window, max(len(counts), 1))
+    decoders = [Decoder(s) for s in streams]
+    models = [ensemble.lane_model(m.n_vocab) for _ in streams]
     lens = m.token_lens
     done = [0]
 
@@ -193,18 +218,157 @@ def decode_llm_frame(session: Session, fr: FrameHeader, progress: Progress | Non
     def choose(lane: int, logits: np.ndarray | None) -> int:
         t = models[lane].decode(decoders[lane], logits)
         done[0] += int(lens[t])
-        if done[0] > raw_size:
-            raise ChecksumError(f"frame at offset {offset}: decoded more than {raw_size} bytes (corrupt)")
+        if done[0] > max_bytes:
+            raise ChecksumError(f"{where}decoded more than {max_bytes} bytes (corrupt)")
         if progress:
             progress(int(lens[t]))
         return t
 
-    lanes = decode_lanes(ctx, counts, m.bos, params.window, choose, needs_llm)
-    return m.detokenize(np.concatenate(lanes) if lanes else [])
+    return decode_lanes(ctx, counts, m.bos, window, choose, needs_llm)
+
+
+def _groups(n: int, k: int) -> list[range]:
+    """Split lane indices 0..n-1 into at most k contiguous, nearly equal groups."""
+    k = max(1, min(k, n))
+    bounds = np.linspace(0, n, k + 1).round().astype(int)
+    return [range(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+def encode_llm_frame(session: Session, raw: bytes, options: Options,
+                     progress: Progress | None = None, stats: dict | None = None) -> bytes | None:
+    """LLM payload for ``raw``, or ``None`` when its tokens do not reproduce it exactly."""
+    m = session.model
+    tokens = m.tokenize(raw)
+    if len(tokens) == 0 or m.detokenize(tokens) != raw:
+        return None
+    lanes = split_lanes(tokens, options)
+    groups = _groups(len(lanes), session.workers)
+    if len(groups) == 1:
+        streams = encode_group(session, lanes, options.window, options.ensemble, options.batch, progress,
+                               stats)
+    else:
+        jobs = [([lanes[i] for i in g], options.window, options.ensemble, options.batch) for g in groups]
+        streams = []
+        for g, (res, st) in zip(groups, session.pool().map("encode", jobs)):
+            streams += res
+            if stats is not None:
+                for k, v in st.items():
+                    stats[k] = stats.get(k, 0) + v
+            if progress:
+                progress(int(sum(m.token_lens[lanes[i]].sum() for i in g)))
+    return write_llm_payload([len(x) for x in lanes], streams)
+
+
+def decode_llm_frame(session: Session, fr: FrameHeader, progress: Progress | None = None) -> bytes:
+    """Decode one LLM frame (``fr.params`` must be set). The checksum is checked by the caller."""
+    params, raw_size, offset = fr.params, fr.raw_size, fr.offset
+    counts, streams = read_llm_payload(fr.payload, raw_size, offset)
+    session.check(params, f"frame at offset {offset}: ")
+    where = f"frame at offset {offset}: "
+    streams = [bytes(s) for s in streams]
+    groups = _groups(len(counts), session.workers)
+    if len(groups) == 1:
+        lanes = decode_group(session, streams, counts, params.window, params.ensemble, raw_size,
+                             where, progress)
+    else:
+        jobs = [([streams[i] for i in g], [counts[i] for i in g], params.window, params.ensemble,
+                 raw_size, where) for g in groups]
+        lanes = []
+        for res in session.pool().map("decode", jobs):
+            lanes += res
+            if progress:
+                progress(int(sum(session.model.token_lens[x].sum() for x in res)))
+    return session.model.detokenize(np.concatenate(lanes) if lanes else [])
+
+
+class FrameEncoder:
+    """Incremental stream writer: ``encode_frame(raw)`` returns the bytes of one frame (preceded
+    by the stream header on the first call and by the params frame before the first LLM frame);
+    ``finish()`` returns the seek table and end frame. Memory: one frame at a time.
+
+    Args: as ``compress``.
+    """
+
+    def __init__(self, session: Session, options: Options = Options(), progress: Progress | None = None,
+                 stats: dict | None = None):
+        self.session, self.options, self.progress, self.stats = session, options, progress, stats
+        self.pos = 0  # bytes emitted so far
+        self.entries: list[SeekEntry] = []
+        self.total = 0
+        self.hasher = total_hasher()
+        self._zc = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+        self._params_frame: bytes | None = None
+        self._params_offset = 0  # 0 until written
+        self._started = False
+        self.finished = False
+
+    def _emit(self, parts: list[bytes], chunk: bytes) -> None:
+        parts.append(chunk)
+        self.pos += len(chunk)
+
+    def encode_frame(self, raw: bytes) -> bytes:
+        """Encode ``raw`` (1..frame_size bytes) as one frame."""
+        if self.finished:
+            raise ValueError("stream already finished")
+        if not 0 < len(raw) <= self.options.frame_size:
+            raise ValueError(f"frame of {len(raw)} bytes (frame size {self.options.frame_size})")
+        parts: list[bytes] = []
+        if not self._started:
+            self._emit(parts, StreamHeader(self.options.frame_size).encode())
+            self._started = True
+        self.hasher.update(raw)
+        self.total += len(raw)
+        candidates = [(len(raw), FRAME_STORED, raw)]
+        z = self._zc.compress(raw)
+        candidates.append((len(z), FRAME_ZSTD, z))
+        done = [0]
+
+        def prog(n, done=done):
+            done[0] += n
+            if self.progress:
+                self.progress(n)
+
+        llm_stats: dict = {}
+        llm = encode_llm_frame(self.session, raw, self.options, prog, llm_stats)
+        if llm is not None:
+            self._params_frame = self._params_frame or self.session.params(self.options).encode()
+            extra = 0 if self._params_offset else len(self._params_frame)
+            candidates.append((len(llm) + extra, FRAME_LLM, llm))
+        if self.progress and done[0] < len(raw):
+            self.progress(len(raw) - done[0])
+        _, kind, payload = min(candidates, key=lambda c: (c[0], c[1]))
+        if kind == FRAME_LLM and not self._params_offset:
+            self._params_offset = self.pos
+            self._emit(parts, self._params_frame)
+        self.entries.append(SeekEntry(len(raw), self.pos, self._params_offset if kind == FRAME_LLM else 0))
+        self._emit(parts, write_frame(kind, raw, payload))
+        if self.stats is not None:
+            frames = self.stats.setdefault("frames", {})
+            frames[FRAME_NAMES[kind]] = frames.get(FRAME_NAMES[kind], 0) + 1
+            if kind == FRAME_LLM:
+                for k, v in llm_stats.items():
+                    self.stats[k] = self.stats.get(k, 0) + v
+        return b"".join(parts)
+
+    def finish(self) -> bytes:
+        """Seek table (when there is more than one data frame) and end frame. Idempotent: a
+        second call returns b""."""
+        if self.finished:
+            return b""
+        self.finished = True
+        parts: list[bytes] = []
+        if not self._started:
+            self._emit(parts, StreamHeader(self.options.frame_size).encode())
+        seek = 0
+        if len(self.entries) > 1:
+            seek = self.pos
+            self._emit(parts, write_seek_table(self.entries))
+        self._emit(parts, write_end(self.total, self.hasher.digest(), seek))
+        return b"".join(parts)
 
 
 def compress(data: bytes, session: Session, options: Options = Options(),
-             progress: Progress | None = None) -> bytes:
+             progress: Progress | None = None, stats: dict | None = None) -> bytes:
     """Compress ``data`` into one nacrith stream (bytes).
 
     Args:
@@ -212,37 +376,14 @@ def compress(data: bytes, session: Session, options: Options = Options(),
         session: model and contexts to use (the model is loaded only if some frame is text).
         options: encoder choices (``Options``).
         progress: called with the number of input bytes finished, as they finish.
+        stats: optional dict, filled with ``tokens``/``skipped`` (LLM frames' tokens and those
+            coded without the LLM) and ``frames`` (count per frame kind name).
     """
-    out = [StreamHeader(options.frame_size).encode()]
-    params_frame, params_written = None, False  # written once, before the first LLM frame
-    hasher = total_hasher()
-    zc = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    enc = FrameEncoder(session, options, progress, stats)
     view = memoryview(data)
-    for start in range(0, len(data), options.frame_size):
-        raw = bytes(view[start:start + options.frame_size])
-        hasher.update(raw)
-        candidates = [(len(raw), FRAME_STORED, raw)]
-        z = zc.compress(raw)
-        candidates.append((len(z), FRAME_ZSTD, z))
-        done = [0]
-
-        def prog(n, done=done):
-            done[0] += n
-            if progress:
-                progress(n)
-
-        llm = encode_llm_frame(session, raw, options, prog)
-        if llm is not None:
-            params_frame = params_frame or session.params(options).encode()
-            candidates.append((len(llm) + (0 if params_written else len(params_frame)), FRAME_LLM, llm))
-        if progress and done[0] < len(raw):
-            progress(len(raw) - done[0])
-        _, kind, payload = min(candidates, key=lambda c: (c[0], c[1]))
-        if kind == FRAME_LLM and not params_written:
-            out.append(params_frame)
-            params_written = True
-        out.append(write_frame(kind, raw, payload))
-    out.append(write_end(len(data), hasher.digest()))
+    out = [enc.encode_frame(bytes(view[a:a + options.frame_size]))
+           for a in range(0, len(data), options.frame_size)]
+    out.append(enc.finish())
     return b"".join(out)
 
 
@@ -256,14 +397,21 @@ def iter_frames(data: bytes):
     buf = memoryview(data)
     header, pos = read_header(buf, 0)
     params = None
+    seek_at = 0
     while True:
         if pos < len(buf) and buf[pos] == FRAME_PARAMS:
             params, pos = read_params(buf, pos)
+            continue
+        if pos < len(buf) and buf[pos] == FRAME_SEEK:
+            seek_at = pos
+            _, pos = read_seek_table(buf, pos, pos)
             continue
         fr, pos = read_frame(buf, pos, header.frame_size)
         if isinstance(fr, EndFrame):
             if pos != len(buf):
                 raise FormatError(f"{len(buf) - pos} bytes of trailing data after the end frame")
+            if fr.seek_offset != seek_at:
+                raise FormatError(f"end frame points to a seek table at {fr.seek_offset}, found {seek_at}")
             yield fr
             return
         if fr.kind == FRAME_LLM:
@@ -273,39 +421,159 @@ def iter_frames(data: bytes):
         yield fr
 
 
+def decode_frame(session: Session, fr: FrameHeader, out_offset: int = 0,
+                 progress: Progress | None = None) -> bytes:
+    """Original bytes of one data frame, checksum verified.
+
+    Raises FormatError (corrupt payload), ChecksumError, ModelMismatchError.
+    """
+    if fr.kind == FRAME_STORED:
+        raw = bytes(fr.payload)
+    elif fr.kind == FRAME_ZSTD:
+        try:
+            raw = zstandard.ZstdDecompressor().decompress(bytes(fr.payload), max_output_size=fr.raw_size)
+        except zstandard.ZstdError as e:
+            raise FormatError(f"frame at offset {fr.offset}: corrupt zstd payload ({e})") from None
+    elif fr.kind == FRAME_LZMA:
+        raw = _lzma_decompress(fr)
+    else:
+        raw = decode_llm_frame(session, fr, progress)
+    if len(raw) != fr.raw_size or frame_checksum(raw) != fr.checksum:
+        raise ChecksumError(f"frame at offset {fr.offset} ({FRAME_NAMES[fr.kind]}, output bytes "
+                            f"{out_offset}..{out_offset + fr.raw_size}): checksum mismatch")
+    if progress and fr.kind != FRAME_LLM:
+        progress(len(raw))
+    return raw
+
+
+def _lzma_decompress(fr: FrameHeader) -> bytes:
+    d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+    try:
+        raw = d.decompress(bytes(fr.payload), max_length=fr.raw_size + 1)
+    except lzma.LZMAError as e:
+        raise FormatError(f"frame at offset {fr.offset}: corrupt lzma payload ({e})") from None
+    if not d.eof or d.unused_data:
+        raise FormatError(f"frame at offset {fr.offset}: lzma payload does not end where it should")
+    return raw
+
+
+class FrameDecoder:
+    """Incremental stream reader: ``feed(chunk)`` returns the original bytes of every frame that
+    became complete (each verified against its checksum before it is returned); ``eof`` turns
+    True after the end frame, whose whole-stream checksum is verified too. Memory: the input of
+    at most one frame plus its output.
+    """
+
+    def __init__(self, session: Session, progress: Progress | None = None):
+        self.session = session
+        self.progress = progress
+        self._buf = bytearray()
+        self._base = 0  # stream offset of _buf[0]
+        self._header = None
+        self._params = None
+        self._seek_at = 0
+        self._hasher = total_hasher()
+        self.size = 0  # bytes output so far
+        self.eof = False
+        self.unused_data = b""
+
+    @property
+    def needs_input(self) -> bool:
+        return not self.eof
+
+    def feed(self, data: bytes) -> bytes:
+        if self.eof:
+            self.unused_data += bytes(data)
+            return b""
+        self._buf += data
+        out = []
+        while not self.eof:
+            try:
+                chunk = self._step()
+            except TruncatedError:
+                break  # wait for more input
+            if chunk:
+                out.append(chunk)
+        return b"".join(out)
+
+    def _consume(self, end: int) -> None:
+        del self._buf[:end]
+        self._base += end
+
+    def _parse(self):
+        """Parse the next structure at the start of the buffer: (kind, object, length).
+        Raises TruncatedError when the buffer does not hold all of it yet."""
+        with memoryview(self._buf) as buf:
+            if self._header is None:
+                header, end = read_header(buf, 0)
+                return "header", header, end
+            if not len(buf):
+                raise TruncatedError("truncated stream: no end frame")
+            if buf[0] == FRAME_PARAMS:
+                params, end = read_params(buf, 0)
+                return "params", params, end
+            if buf[0] == FRAME_SEEK:
+                _, end = read_seek_table(buf, 0, self._base)
+                return "seek", None, end
+            fr, end = read_frame(buf, 0, self._header.frame_size)
+            if isinstance(fr, FrameHeader):
+                fr.payload = memoryview(bytes(fr.payload))  # detach from the buffer
+            return "frame", fr, end
+
+    def _step(self) -> bytes:
+        what, obj, end = self._parse()
+        if what == "header":
+            self._header = obj
+        elif what == "params":
+            self._params = obj
+        elif what == "seek":
+            self._seek_at = self._base
+        elif isinstance(obj, EndFrame):
+            if obj.seek_offset != self._seek_at:
+                raise FormatError(f"end frame points to a seek table at {obj.seek_offset}, "
+                                  f"found {self._seek_at}")
+            if obj.total_size != self.size or self._hasher.digest() != obj.checksum:
+                raise ChecksumError(f"whole-stream checksum mismatch ({self.size} bytes decoded, "
+                                    f"{obj.total_size} declared)")
+            self.eof = True
+            self.unused_data = bytes(self._buf[end:])
+            self._consume(len(self._buf))
+            return b""
+        else:
+            fr = obj
+            fr.offset += self._base
+            if fr.kind == FRAME_LLM:
+                if self._params is None:
+                    raise FormatError(f"llm frame at offset {fr.offset} without a preceding params frame")
+                fr.params = self._params
+            self._consume(end)
+            raw = decode_frame(self.session, fr, self.size, self.progress)
+            self._hasher.update(raw)
+            self.size += len(raw)
+            return raw
+        self._consume(end)
+        return b""
+
+    def close(self) -> None:
+        """Declare the input complete. Raises TruncatedError if the stream is incomplete."""
+        if not self.eof:
+            raise TruncatedError(f"truncated stream: input ends after {self._base + len(self._buf)} bytes, "
+                                 "before the end frame")
+
+
 def decompress(data: bytes, session: Session, progress: Progress | None = None) -> bytes:
     """Decompress a whole nacrith stream and verify every checksum.
 
     Raises:
-        FormatError, TruncatedError: the stream is malformed.
+        FormatError, TruncatedError: the stream is malformed (trailing data included).
         ChecksumError: a frame or the whole output does not match its checksum.
         ModelMismatchError: the stream needs another model or backend.
     """
-    out = []
-    hasher = total_hasher()
-    size = 0
-    dz = zstandard.ZstdDecompressor()
-    for fr in iter_frames(data):
-        if isinstance(fr, EndFrame):
-            if fr.total_size != size or hasher.digest() != fr.checksum:
-                raise ChecksumError(f"whole-stream checksum mismatch ({size} bytes decoded, "
-                                    f"{fr.total_size} declared)")
-            return b"".join(out)
-        if fr.kind == FRAME_STORED:
-            raw = bytes(fr.payload)
-        elif fr.kind == FRAME_ZSTD:
-            try:
-                raw = dz.decompress(bytes(fr.payload), max_output_size=fr.raw_size)
-            except zstandard.ZstdError as e:
-                raise FormatError(f"frame at offset {fr.offset}: corrupt zstd payload ({e})") from None
-        else:
-            raw = decode_llm_frame(session, fr, progress)
-        if len(raw) != fr.raw_size or frame_checksum(raw) != fr.checksum:
-            raise ChecksumError(f"frame at offset {fr.offset} ({FRAME_NAMES[fr.kind]}, output bytes "
-                                f"{size}..{size + fr.raw_size}): checksum mismatch")
-        if progress and fr.kind != FRAME_LLM:
-            progress(len(raw))
-        hasher.update(raw)
-        size += len(raw)
-        out.append(raw)
-    raise FormatError("stream has no end frame")  # pragma: no cover - iter_frames raises first
+    d = FrameDecoder(session, progress)
+    if not data:
+        raise TruncatedError("empty input: not a nacrith stream")
+    out = d.feed(data)
+    d.close()
+    if d.unused_data:
+        raise FormatError(f"{len(d.unused_data)} bytes of trailing data after the end frame")
+    return out

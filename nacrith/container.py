@@ -25,7 +25,14 @@ FRAME_STORED = 1
 FRAME_ZSTD = 2
 FRAME_LLM = 3
 FRAME_PARAMS = 4
-FRAME_NAMES = {FRAME_STORED: "stored", FRAME_ZSTD: "zstd", FRAME_LLM: "llm", FRAME_PARAMS: "params"}
+FRAME_LZMA = 5
+FRAME_SEEK = 6
+FRAME_NAMES = {FRAME_STORED: "stored", FRAME_ZSTD: "zstd", FRAME_LLM: "llm", FRAME_PARAMS: "params",
+               FRAME_LZMA: "lzma", FRAME_SEEK: "seek"}
+DATA_FRAMES = (FRAME_STORED, FRAME_ZSTD, FRAME_LLM, FRAME_LZMA)
+END_MAGIC = b"NCRE"
+END_FRAME = struct.Struct("<BQ8sQ4s")  # type 0, total size, checksum, seek table offset, magic
+MAX_SEEK_ENTRIES = 1 << 24
 
 # parameter keys; < 0x80 are critical (a decoder must understand them), >= 0x80 informational
 K_MODEL_SHA256 = 0x01
@@ -218,19 +225,69 @@ class FrameHeader:
 
 @dataclass
 class EndFrame:
-    """The end frame: total original size and BLAKE2b-64 of all original bytes."""
+    """The end frame (fixed 29 bytes, so it can be read from the end of a file): total original
+    size, BLAKE2b-64 of all original bytes, offset of the seek table (0: none)."""
 
     total_size: int
     checksum: bytes
     offset: int
+    seek_offset: int = 0
+
+
+@dataclass
+class SeekEntry:
+    """One data frame in the seek table: its original bytes, its offset in the stream, and the
+    offset of the params frame in force for it (0: none)."""
+
+    raw_size: int
+    offset: int
+    params_offset: int
 
 
 def write_frame(kind: int, raw: bytes, payload: bytes) -> bytes:
     return bytes([kind]) + varint(len(raw)) + varint(len(payload)) + frame_checksum(raw) + payload
 
 
-def write_end(total_size: int, total_digest: bytes) -> bytes:
-    return bytes([FRAME_END]) + varint(total_size) + total_digest
+def write_end(total_size: int, total_digest: bytes, seek_offset: int = 0) -> bytes:
+    return END_FRAME.pack(FRAME_END, total_size, total_digest, seek_offset, END_MAGIC)
+
+
+def write_seek_table(entries: list[SeekEntry]) -> bytes:
+    """Seek table frame: type 6, entry count, then per data frame: raw size, offset delta from
+    the previous data frame (the first: from the stream start), params frame offset (0: none)."""
+    out = [bytes([FRAME_SEEK]), varint(len(entries))]
+    prev = 0
+    for e in entries:
+        out += [varint(e.raw_size), varint(e.offset - prev), varint(e.params_offset)]
+        prev = e.offset
+    return b"".join(out)
+
+
+def read_seek_table(buf, pos: int, limit: int) -> tuple[list[SeekEntry], int]:
+    """Parse the seek table frame at ``buf[pos]``; offsets must increase and stay below ``limit``."""
+    count, p = read_varint(buf, pos + 1, "seek table count")
+    if count > MAX_SEEK_ENTRIES:
+        raise FormatError(f"seek table at offset {pos}: {count} entries")
+    _need(buf, p, 3 * count, "seek table")  # each entry is at least 3 bytes
+    entries, prev = [], 0
+    for _ in range(count):
+        raw, p = read_varint(buf, p, "seek entry size")
+        delta, p = read_varint(buf, p, "seek entry offset")
+        params, p = read_varint(buf, p, "seek entry params")
+        off = prev + delta
+        if (entries and delta == 0) or off >= limit or params >= max(off, 1) and params != 0:
+            raise FormatError(f"seek table at offset {pos}: bad entry")
+        entries.append(SeekEntry(raw, off, params))
+        prev = off
+    return entries, p
+
+
+def read_end(buf, pos: int) -> tuple[EndFrame, int]:
+    _need(buf, pos, END_FRAME.size, "end frame")
+    _, total, digest, seek, magic = END_FRAME.unpack_from(buf, pos)
+    if magic != END_MAGIC:
+        raise FormatError(f"bad end frame at offset {pos}")
+    return EndFrame(total, digest, pos, seek), pos + END_FRAME.size
 
 
 def read_frame(buf, pos: int, frame_size: int):
@@ -238,15 +295,15 @@ def read_frame(buf, pos: int, frame_size: int):
     _need(buf, pos, 1, "frame type")
     kind = buf[pos]
     if kind == FRAME_END:
-        total, p = read_varint(buf, pos + 1, "total size")
-        _need(buf, p, 8, "end checksum")
-        return EndFrame(total, bytes(buf[p:p + 8]), pos), p + 8
-    if kind not in (FRAME_STORED, FRAME_ZSTD, FRAME_LLM):
+        return read_end(buf, pos)
+    if kind not in DATA_FRAMES:
         raise FormatError(f"unknown frame type {kind} at offset {pos}")
     raw_size, p = read_varint(buf, pos + 1, "frame size")
     psize, p = read_varint(buf, p, "payload size")
     if raw_size > frame_size or raw_size == 0:
         raise FormatError(f"frame at offset {pos} declares {raw_size} bytes (frame size is {frame_size})")
+    if psize > raw_size:
+        raise FormatError(f"frame at offset {pos}: payload of {psize} bytes for {raw_size} original bytes")
     _need(buf, p, 8, "frame checksum")
     checksum = bytes(buf[p:p + 8])
     p += 8

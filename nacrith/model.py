@@ -131,6 +131,25 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def default_gpu_layers() -> int:
+    """-1 (all layers) when llama.cpp was built with a GPU backend, else 0."""
+    try:
+        return -1 if llama().llama_supports_gpu_offload() else 0
+    except Exception:  # pragma: no cover - very old bindings
+        return 0
+
+
+def default_parallelism() -> tuple[int, int]:
+    """(worker processes, threads per worker) for this machine.
+
+    A 135M model does not scale past a few threads per llama.cpp context, so large machines get
+    several workers of up to 4 threads; workers x threads never exceeds the available cores.
+    """
+    cores = default_threads()
+    threads = min(cores, 4)
+    return max(1, cores // threads), threads
+
+
 class Model:
     """A GGUF model loaded through llama.cpp, with its tokenizer.
 
@@ -156,7 +175,7 @@ class Model:
         self._token_lens: np.ndarray | None = None
         self._sha256: str | None = None
         mp = L.llama_model_default_params()
-        mp.n_gpu_layers = self.n_gpu_layers
+        mp.n_gpu_layers = self.n_gpu_layers if self.n_gpu_layers >= 0 else 1 << 30
         mp.use_mmap = True
         self._model = L.llama_model_load_from_file(str(self.path).encode(), mp)
         if not self._model:

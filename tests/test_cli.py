@@ -23,10 +23,23 @@ def text():
     return corpus("canterbury/alice29.txt")[:1200]
 
 
+class _Shared:
+    """The test session, minus close(): the CLI closes the sessions it opens."""
+
+    def __init__(self, s):
+        self._s = s
+
+    def __getattr__(self, k):
+        return getattr(self._s, k)
+
+    def close(self):
+        pass
+
+
 @pytest.fixture()
 def runner(session, monkeypatch):
     # reuse the test session's loaded model instead of loading one per invocation
-    monkeypatch.setattr(cli, "_session", lambda ctx: session)
+    monkeypatch.setattr(cli, "Session", lambda *a, **k: _Shared(session))
     return CliRunner()
 
 
@@ -81,7 +94,7 @@ def test_foreign_files_one_line_error(runner, tmp_path, content, msg):
 def test_corrupt_and_truncated_files(runner, session, tmp_path, text):
     blob = compress(text, session)
     for name, bad in [("trunc.nc", blob[:-5]), ("trunc2.nc", blob[: len(blob) // 2]),
-                      ("flip.nc", blob[:-30] + bytes([blob[-30] ^ 0x10]) + blob[-29:])]:
+                      ("flip.nc", blob[:-80] + bytes([blob[-80] ^ 0x10]) + blob[-79:])]:  # llm payload
         f = tmp_path / name
         f.write_bytes(bad)
         r = runner.invoke(cli.main, ["decompress", str(f)])
@@ -133,3 +146,36 @@ def test_pipe_through_real_subprocesses(tmp_path, text):
                        capture_output=True, timeout=600, env=env)
     assert d.returncode == 0, d.stderr
     assert d.stdout == text
+
+
+def test_gzip_style_flags_and_several_files(runner, tmp_path, text):
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_bytes(text[:500])
+    b.write_bytes(text[500:900])
+    r = runner.invoke(cli.main, ["-q", str(a), str(b)])  # default mode: compress
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "a.txt.nc").exists() and (tmp_path / "b.txt.nc").exists() and a.exists()
+    r = runner.invoke(cli.main, ["-l", str(tmp_path / "a.txt.nc")])
+    assert r.exit_code == 0 and "frames:" in r.stdout
+    r = runner.invoke(cli.main, ["-t", str(tmp_path / "a.txt.nc"), str(tmp_path / "b.txt.nc")])
+    assert r.exit_code == 0 and r.stderr.count("OK") == 2
+    r = runner.invoke(cli.main, ["-dc", str(tmp_path / "b.txt.nc")])
+    assert r.exit_code == 0 and r.stdout_bytes == text[500:900]
+    # compressing an .nc file again is a warning (exit 2), nothing written
+    r = runner.invoke(cli.main, [str(tmp_path / "a.txt.nc")])
+    assert r.exit_code == 2 and "already has .nc suffix" in r.stderr
+    assert not (tmp_path / "a.txt.nc.nc").exists()
+    # an error on one file does not stop the others; exit 1
+    a.unlink()
+    r = runner.invoke(cli.main, ["-d", str(tmp_path / "missing.nc"), str(tmp_path / "a.txt.nc")])
+    assert r.exit_code == 1 and a.read_bytes() == text[:500]
+
+
+def test_rm_removes_input_only_after_verified_write(runner, tmp_path, text):
+    a = tmp_path / "r.txt"
+    a.write_bytes(text[:300])
+    r = runner.invoke(cli.main, ["-q", "--rm", str(a)])
+    assert r.exit_code == 0, r.output
+    assert not a.exists() and (tmp_path / "r.txt.nc").exists()
+    r = runner.invoke(cli.main, ["-d", "-q", "--rm", str(tmp_path / "r.txt.nc")])
+    assert r.exit_code == 0 and a.read_bytes() == text[:300] and not (tmp_path / "r.txt.nc").exists()

@@ -52,8 +52,8 @@ def test_varint_rejects_noncanonical_and_long():
 
 def test_stored_and_zstd_streams_decode_without_a_model():
     for kind in (FRAME_STORED, FRAME_ZSTD):
-        s = _stream([b"hello ", b"world"], kind)
-        assert decompress(s, NO_MODEL) == b"hello world"
+        s = _stream([b"hello " * 10, b"world" * 10], kind)
+        assert decompress(s, NO_MODEL) == b"hello " * 10 + b"world" * 10
 
 
 @pytest.mark.parametrize("blob", [
@@ -77,7 +77,7 @@ def test_header_fields_are_checked():
 
 
 def test_every_truncation_is_rejected():
-    good = _stream([b"some data " * 20, b"more"], FRAME_ZSTD)
+    good = _stream([b"some data " * 20, b"more" * 20], FRAME_ZSTD)
     for cut in range(len(good)):
         with pytest.raises(FormatError):
             decompress(good[:cut], NO_MODEL)
@@ -104,6 +104,24 @@ def test_no_bit_flip_gives_a_wrong_output():
             undetected.append(i)
     # only the frame-size field may change harmlessly (a larger bound decodes the same frames)
     assert set(undetected) <= {10, 11, 12}
+
+
+def test_payload_larger_than_original_rejected():
+    s = _stream([b"abc"], FRAME_ZSTD)
+    with pytest.raises(FormatError, match="payload"):
+        decompress(s, NO_MODEL)
+
+
+def test_streaming_decoder_any_chunking():
+    from nacrith.codec import FrameDecoder
+
+    data = [b"first frame " * 30, b"second " * 40, bytes(range(256))]
+    s = _stream(data, FRAME_STORED)
+    for step in (1, 2, 7, 64, len(s)):
+        d = FrameDecoder(NO_MODEL)
+        out = b"".join(d.feed(s[i:i + step]) for i in range(0, len(s), step))
+        d.close()
+        assert d.eof and out == b"".join(data)
 
 
 def test_checksum_mismatch_names_frame():

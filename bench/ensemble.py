@@ -1,0 +1,97 @@
+"""Ablation of the ensemble heads (issue: ensemble).
+
+    .venv/bin/python bench/ensemble.py [--enwik-bytes 200000] [--configs a,b,...]
+
+On alice29.txt and the first 200,000 bytes of enwik6, same model and lanes: LLM only; + n-gram;
++ bias head; + mixer variants; + skip. Every row is compressed, decompressed and checked for
+identical bytes. Rows go to bench/results/ensemble.jsonl; ``--table`` prints the Markdown table
+of the recorded rows (bench/results/ensemble.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import click
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from nacrith.codec import Options, Session, compress, decompress  # noqa: E402
+from nacrith.ensemble import LLM_ONLY, MIXER_GEOMETRIC, MIXER_LINEAR, EnsembleParams  # noqa: E402
+
+CORPORA = ROOT.parent / "shared" / "corpora"
+OUT = ROOT / "bench" / "results" / "ensemble.jsonl"
+D = EnsembleParams()
+CONFIGS = {
+    "llm-only": LLM_ONLY,
+    "+ngram (linear mixer)": EnsembleParams(bias_lr=0.0, mixer=MIXER_LINEAR, mix_lr=0.5, skip_bits=0.0),
+    "+bias": EnsembleParams(ngram_order=0, mixer=MIXER_LINEAR, skip_bits=0.0),
+    "+ngram +bias, linear (Hedge) mixer": EnsembleParams(mixer=MIXER_LINEAR, mix_lr=0.5, skip_bits=0.0),
+    "+ngram +bias, geometric mixer": EnsembleParams(skip_bits=0.0),
+    "+skip 0.5 bit (default)": D,
+    "+skip 1.5 bits": EnsembleParams(skip_bits=1.5),
+}
+
+
+@click.command()
+@click.option("--enwik-bytes", default=200_000, show_default=True)
+@click.option("--configs", default=",".join(CONFIGS), show_default=True)
+@click.option("--files", default="alice29,enwik6", show_default=True)
+@click.option("--table", is_flag=True, help="Only print the table of recorded rows.")
+def main(enwik_bytes, configs, files, table):
+    if table:
+        print_table()
+        return
+    inputs = {"alice29": (CORPORA / "canterbury/alice29.txt").read_bytes(),
+              "enwik6": (CORPORA / "enwik/enwik6").read_bytes()[:enwik_bytes]}
+    session = Session()
+    for fname in files.split(","):
+        data = inputs[fname]
+        for name in configs.split(","):
+            ens = CONFIGS[name]
+            stats: dict = {}
+            t0 = time.perf_counter()
+            blob = compress(data, session, Options(ensemble=ens), stats=stats)
+            t1 = time.perf_counter()
+            ok = decompress(blob, session) == data
+            t2 = time.perf_counter()
+            if not ok:
+                raise SystemExit(f"{fname} {name}: ROUND TRIP FAILED")
+            n = stats.get("tokens", 0)
+            row = dict(file=fname, bytes=len(data), config=name, ensemble=ens.describe(),
+                       bpb=round(8 * len(blob) / len(data), 4), compressed=len(blob), tokens=n,
+                       enc_tok_s=round(n / (t1 - t0), 1), dec_tok_s=round(n / (t2 - t1), 1),
+                       skipped_pct=round(100 * stats.get("skipped", 0) / max(n, 1), 2),
+                       peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                       lanes=Options().max_lanes, threads=session.threads, workers=session.workers,
+                       verified=True, date=time.strftime("%Y-%m-%d"))
+            print(json.dumps(row), flush=True)
+            OUT.parent.mkdir(parents=True, exist_ok=True)
+            with open(OUT, "a") as f:
+                f.write(json.dumps(row) + "\n")
+    session.close()
+    print_table()
+
+
+def print_table() -> None:
+    rows = [json.loads(line) for line in OUT.read_text().splitlines() if line.strip()]
+    latest = {}
+    for r in rows:
+        latest[(r["file"], r["config"])] = r
+    print("| file | configuration | bpb | vs LLM only | compress tok/s | decompress tok/s | skipped | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (f, c), r in latest.items():
+        base = latest.get((f, "llm-only"))
+        rel = f"{100 * (r['bpb'] / base['bpb'] - 1):+.2f} %" if base else ""
+        print(f"| {f} | {c} | {r['bpb']:.4f} | {rel} | {r['enc_tok_s']} | {r['dec_tok_s']} | "
+              f"{r['skipped_pct']} % | {r['peak_rss_mb']} |")
+
+
+if __name__ == "__main__":
+    main()

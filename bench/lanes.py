@@ -1,0 +1,141 @@
+"""Lanes x workers and sliding-window benchmarks (issue: throughput).
+
+    .venv/bin/python bench/lanes.py grid   [--bytes N] FILE...   # lanes 1..32 x workers 1, 2
+    .venv/bin/python bench/lanes.py window [--bytes N] FILE...   # window 512..4096, sinks 0 / 4
+    .venv/bin/python bench/lanes.py slide                        # seconds per slide vs re-evaluation
+
+Every row is a real compress + decompress through the model, checked for identical bytes.
+Rows are appended as JSON lines to bench/results/lanes.jsonl and printed as a Markdown table.
+Run on a quiet machine (llama.cpp threads spin).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from nacrith.codec import Options, Session, compress, decompress  # noqa: E402
+from nacrith.lanes import Window  # noqa: E402
+from nacrith.model import LlamaContext  # noqa: E402
+
+OUT = Path(__file__).parent / "results" / "lanes.jsonl"
+
+
+def rss_mb() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return round(max(own, kids) / 1024, 1)
+
+
+def run(session: Session, path: str, data: bytes, opts: Options, extra: dict) -> dict:
+    m = session.model
+    n_tok = len(m.tokenize(data))
+    t0 = time.perf_counter()
+    blob = compress(data, session, opts)
+    t1 = time.perf_counter()
+    back = decompress(blob, session)
+    t2 = time.perf_counter()
+    if back != data:
+        raise SystemExit(f"{path}: ROUND TRIP FAILED with {extra}")
+    row = dict(file=os.path.basename(path), bytes=len(data), tokens=n_tok, **extra,
+               bpb=round(8 * len(blob) / len(data), 4),
+               enc_tok_s=round(n_tok / (t1 - t0), 1), dec_tok_s=round(n_tok / (t2 - t1), 1),
+               enc_kb_s=round(len(data) / 1024 / (t1 - t0), 2), dec_kb_s=round(len(data) / 1024 / (t2 - t1), 2),
+               peak_rss_mb_per_process=rss_mb(), threads=session.threads, verified=True)
+    print(json.dumps(row), flush=True)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    with open(OUT, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    return row
+
+
+@click.group()
+def main():
+    pass
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("--bytes", "nbytes", default=16000, show_default=True, help="Prefix of each file.")
+@click.option("--lanes", default="1,2,4,8,16,32", show_default=True)
+@click.option("--workers", default="1,2", show_default=True)
+def grid(files, nbytes, lanes, workers):
+    """bpb and tokens/s for lanes x workers (threads = cores / workers)."""
+    cores = len(os.sched_getaffinity(0))
+    for w in map(int, workers.split(",")):
+        session = Session(workers=w, threads=max(1, cores // w))
+        for path in files:
+            data = Path(path).read_bytes()[:nbytes]
+            for L in map(int, lanes.split(",")):
+                run(session, path, data, Options(max_lanes=L, min_lane_tokens=1),
+                    dict(suite="grid", lanes=L, workers=w))
+        session.close()
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("--bytes", "nbytes", default=16000, show_default=True)
+@click.option("--sizes", default="512,1024,2048,4096", show_default=True)
+def window(files, nbytes, sizes):
+    """bpb against window size, with 4 sink tokens and with the minimum of 1 (BOS only)."""
+    session = Session()
+    for path in files:
+        data = Path(path).read_bytes()[:nbytes]
+        for size in map(int, sizes.split(",")):
+            for sink in (1, 4):
+                opts = Options(window=Window(size, sink, size // 4), max_lanes=1)
+                run(session, path, data, opts, dict(suite="window", window=size, sink=sink, slide=size // 4))
+
+
+@main.command()
+@click.option("--sizes", default="512,1024,2048,4096", show_default=True)
+def slide(sizes):
+    """Seconds per slide (seq_rm + seq_add + K-shift at the next decode) against re-evaluating
+    the kept part of the window from scratch."""
+    session = Session()
+    m = session.model
+    toks = m.tokenize((Path(__file__).resolve().parents[2] / "shared/corpora/canterbury/alice29.txt").read_bytes())
+    for size in map(int, sizes.split(",")):
+        w = Window(size, 4, size // 4)
+        with LlamaContext(m, n_seq=1, n_ctx_seq=size, n_batch=256, n_threads=session.threads) as ctx:
+            for a in range(0, size, 256):
+                b = min(size, a + 256)
+                ctx.decode(toks[a:b], np.arange(a, b, dtype=np.int32), np.zeros(b - a, np.int32))
+            def one(p):
+                return ctx.decode(toks[p:p + 1], np.array([p], np.int32), np.zeros(1, np.int32))
+
+            # a normal step at a full window: remove the last position and evaluate it again
+            ctx.seq_rm(0, size - 1, -1)
+            t0 = time.perf_counter()
+            one(size - 1)
+            t_step = time.perf_counter() - t0
+            ctx.seq_rm(0, w.sink, w.sink + w.slide)
+            ctx.seq_add(0, w.sink + w.slide, size, -w.slide)
+            t0 = time.perf_counter()
+            one(size - w.slide)
+            t_slide = time.perf_counter() - t0 - t_step
+            kept = size - w.slide
+            ctx.clear()
+            t0 = time.perf_counter()
+            for a in range(0, kept, 256):
+                b = min(kept, a + 256)
+                ctx.decode(toks[a:b], np.arange(a, b, dtype=np.int32), np.zeros(b - a, np.int32))
+            t_reeval = time.perf_counter() - t0
+        row = dict(suite="slide", window=size, sink=4, slide=w.slide, seconds_per_slide=round(t_slide, 4),
+                   seconds_reevaluate_kept=round(t_reeval, 3), step_seconds=round(t_step, 4))
+        print(json.dumps(row), flush=True)
+        with open(OUT, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()

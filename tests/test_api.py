@@ -1,0 +1,93 @@
+"""Python API: one-shot, incremental (any chunking, 1 byte at a time), file objects in binary
+and text mode, seek through the seek table."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import pytest
+
+import nacrith
+from nacrith import NacrithCompressor, NacrithDecompressor
+from nacrith.lanes import Window
+
+from .conftest import corpus
+
+SMALL = dict(window=Window(64, 4, 16), frame_size=700)
+
+
+@pytest.fixture(scope="module")
+def text():
+    return corpus("canterbury/asyoulik.txt")[:2000] + "ünïcödé ✓\n".encode() + corpus("canterbury/fields.c")[:600]
+
+
+@pytest.fixture(scope="module")
+def blob(session, text):
+    return nacrith.compress(text, session=session, **SMALL)
+
+
+def test_one_shot(session, text, blob):
+    assert nacrith.decompress(blob, session=session) == text
+    assert nacrith.decompress(bytearray(blob), session=session) == text
+
+
+def test_incremental_compress_equals_one_shot(session, text, blob):
+    for step in (1, 333, len(text)):
+        c = NacrithCompressor(session=session, **SMALL)
+        out = b"".join(c.compress(text[i:i + step]) for i in range(0, len(text), step)) + c.flush()
+        assert out == blob
+        with pytest.raises(ValueError):
+            c.compress(b"x")
+
+
+def test_incremental_decompress_any_chunking(session, text, blob):
+    for step in (1, 50, len(blob)):
+        d = NacrithDecompressor(session=session)
+        out = b"".join(d.decompress(blob[i:i + step]) for i in range(0, len(blob), step))
+        assert out == text and d.eof and not d.needs_input and d.unused_data == b""
+    d = NacrithDecompressor(session=session)
+    assert d.decompress(blob + b"junk") == text and d.unused_data == b"junk"
+
+
+def test_open_binary_read_write_seek(session, text, tmp_path):
+    p = tmp_path / "f.nc"
+    with nacrith.open(p, "wb", session=session, **SMALL) as f:
+        for i in range(0, len(text), 100):
+            f.write(text[i:i + 100])
+    with nacrith.open(p, "rb", session=session) as f:
+        assert f.read() == text
+    with nacrith.open(p, "rb", session=session) as f:
+        lines = list(f)
+        assert b"".join(lines) == text and lines[0] == text.split(b"\n")[0] + b"\n"
+    rng = random.Random(5)
+    with nacrith.open(p, "rb", session=session) as f:
+        for off in [rng.randrange(len(text)) for _ in range(4)] + [0, len(text) - 1]:
+            assert f.seek(off) == off and f.tell() == off
+            assert f.read(50) == text[off:off + 50]
+        assert f.seek(-10, io.SEEK_END) == len(text) - 10 and f.read() == text[-10:]
+        assert f.seek(len(text) + 5) == len(text) and f.read() == b""
+
+
+def test_open_text_mode(session, text, tmp_path):
+    p = tmp_path / "t.nc"
+    s = text.decode()
+    with nacrith.open(p, "wt", session=session, encoding="utf-8", **SMALL) as f:
+        f.write(s)
+    with nacrith.open(p, "rt", session=session, encoding="utf-8") as f:
+        assert f.read() == s
+    with nacrith.open(p, "rt", session=session, encoding="utf-8") as f:
+        assert f.readline() == s.splitlines(keepends=True)[0]
+
+
+def test_open_file_object_and_errors(session, tmp_path):
+    buf = io.BytesIO()
+    with nacrith.open(buf, "wb", session=session) as f:
+        f.write(b"abc")
+    assert nacrith.decompress(buf.getvalue(), session=session) == b"abc"
+    with pytest.raises(ValueError):
+        nacrith.open(tmp_path / "x", "rz")
+    with pytest.raises(ValueError):
+        nacrith.open(tmp_path / "x", "rb", frame_size=10)
+    with pytest.raises(TypeError):
+        nacrith.open(123, "rb")
