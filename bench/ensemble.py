@@ -22,10 +22,11 @@ import click
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import find_corpora  # noqa: E402
 from nacrith.codec import Options, Session, compress, decompress  # noqa: E402
 from nacrith.ensemble import LLM_ONLY, MIXER_GEOMETRIC, MIXER_LINEAR, EnsembleParams  # noqa: E402
 
-CORPORA = ROOT.parent / "shared" / "corpora"
+CORPORA = find_corpora()
 OUT = ROOT / "bench" / "results" / "ensemble.jsonl"
 D = EnsembleParams()
 CONFIGS = {
@@ -37,11 +38,14 @@ CONFIGS = {
     "+skip 0.5 bit (default)": D,
     "+skip 1.5 bits": EnsembleParams(skip_bits=1.5),
 }
+DEFAULT_CONFIGS = ["llm-only", "+ngram (linear mixer)", "+bias", "+ngram +bias, linear (Hedge) mixer",
+                   "+ngram +bias, geometric mixer", "+skip 0.5 bit (default)"]
 
 
 @click.command()
 @click.option("--enwik-bytes", default=200_000, show_default=True)
-@click.option("--configs", default=",".join(CONFIGS), show_default=True)
+@click.option("--configs", default=",".join(DEFAULT_CONFIGS), show_default=True,
+              help="Comma-separated names from CONFIGS.")
 @click.option("--files", default="alice29,enwik6", show_default=True)
 @click.option("--table", is_flag=True, help="Only print the table of recorded rows.")
 def main(enwik_bytes, configs, files, table):

@@ -23,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import find_corpora  # noqa: E402
 from nacrith.codec import Options, Session, compress, decompress  # noqa: E402
 from nacrith.lanes import Window  # noqa: E402
 from nacrith.model import LlamaContext  # noqa: E402
@@ -103,7 +104,7 @@ def slide(sizes):
     the kept part of the window from scratch."""
     session = Session()
     m = session.model
-    toks = m.tokenize((Path(__file__).resolve().parents[2] / "shared/corpora/canterbury/alice29.txt").read_bytes())
+    toks = m.tokenize((find_corpora() / "canterbury/alice29.txt").read_bytes())
     for size in map(int, sizes.split(",")):
         w = Window(size, 4, size // 4)
         with LlamaContext(m, n_seq=1, n_ctx_seq=size, n_batch=256, n_threads=session.threads) as ctx:

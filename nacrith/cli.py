@@ -26,13 +26,15 @@ from contextlib import contextmanager
 import click
 
 from . import __version__
-from .codec import FrameDecoder, FrameEncoder, Options, Session, iter_frames
+from .codec import (GUARD_SLACK, FrameDecoder, Options, Session, StreamEncoder, binary_stream, iter_frames,
+                    zstd_reference_size)
 from .container import FRAME_LLM, FRAME_NAMES, read_header, read_llm_payload
 from .ensemble import LLM_ONLY, MIXER_NAMES, EnsembleParams
 from .errors import NacrithError
 from .lanes import Window
 
 SUFFIX = ".nc"
+GUARD_MAX = 64 << 20
 CHUNK = 1 << 16
 _E = EnsembleParams()
 _O = Options()
@@ -166,31 +168,33 @@ def _compress_one(job: Job, name: str, opts: Options) -> None:
     if out != "-" and os.path.exists(out) and not job.force:
         raise CliError(f"{out}: already exists (use -f to overwrite)")
     bar = _Progress(_input_size(name), os.path.basename(name), job.progress, job.quiet)
-    enc = FrameEncoder(job.session, opts, bar)
+    enc = StreamEncoder(job.session, opts, bar)
     n_in = n_out = 0
     digest = hashlib.blake2b(digest_size=16)
     t0 = time.perf_counter()
     sink = _stdout_output() if out == "-" else atomic_output(out, job.force, like=name)
     try:
         with _open_input(name) as src, sink as dst:
-            buf = bytearray()
-            while True:
-                chunk = src.read(CHUNK)
-                if chunk:
-                    buf += chunk
-                    digest.update(chunk)
-                    n_in += len(chunk)
-                while len(buf) >= opts.frame_size or (not chunk and buf):
-                    piece = bytes(buf[:opts.frame_size])
-                    del buf[:opts.frame_size]
-                    blob = enc.encode_frame(piece)
-                    dst.write(blob)
-                    n_out += len(blob)
-                if not chunk:
-                    break
+            for chunk in iter(lambda: src.read(CHUNK), b""):
+                digest.update(chunk)
+                n_in += len(chunk)
+                blob = enc.feed(chunk)
+                dst.write(blob)
+                n_out += len(blob)
             blob = enc.finish()
             dst.write(blob)
             n_out += len(blob)
+            if out != "-" and name != "-" and n_in <= GUARD_MAX:
+                # never much worse than zstd: compare with zstd -19 of the whole file (files up
+                # to GUARD_MAX bytes, so memory stays bounded; larger ones rely on per-frame choice)
+                with open(name, "rb") as f:
+                    data = f.read()
+                if n_out > zstd_reference_size(data) + GUARD_SLACK:
+                    dst.seek(0)
+                    dst.truncate()
+                    blob = binary_stream(data)
+                    dst.write(blob)
+                    n_out = len(blob)
     finally:
         bar.close()
     dt = time.perf_counter() - t0

@@ -14,6 +14,7 @@ both are verified on decoding before anything is returned.
 
 from __future__ import annotations
 
+import bisect
 import lzma
 import os
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from .container import (FRAME_LLM, FRAME_LZMA, FRAME_NAMES, FRAME_PARAMS, FRAME_
 from .ensemble import EnsembleParams
 from .errors import ChecksumError, FormatError, ModelMismatchError, TruncatedError
 from .lanes import Window, decode_lanes, encode_lanes
+from .segment import cut, split_text
 from .model import LlamaContext, Model, default_gpu_layers, default_parallelism, default_threads
 
 Progress = Callable[[int], None]
@@ -175,21 +177,30 @@ def split_lanes(tokens: np.ndarray, options: Options) -> list[np.ndarray]:
 
 
 def encode_group(session: Session, lanes: list[np.ndarray], window: Window, ensemble: EnsembleParams,
-                 batch: int, progress: Progress | None = None, stats: dict | None = None) -> list[bytes]:
+                 batch: int, progress: Progress | None = None, stats: dict | None = None,
+                 escapes: list[dict] | None = None) -> list[bytes]:
     """Arithmetic-coded stream of each lane of ``lanes`` (int32 token arrays), evaluated
     together in one context. Any grouping of a frame's lanes gives the same streams.
+    ``escapes[l]`` maps a token index of lane l to raw bytes coded just before that token.
     ``stats`` (optional dict) accumulates ``tokens`` and ``skipped`` (coded without the LLM)."""
     m = session.model
     ctx = session.context(len(lanes), window, batch)
     encoders = [Encoder() for _ in lanes]
     models = [ensemble.lane_model(m.n_vocab) for _ in lanes]
     lens = m.token_lens
+    esc_rows = [sorted(e) for e in escapes] if escapes else None
 
     def consume(lane: int, t0: int, logits: np.ndarray) -> None:
         syms = lanes[lane][t0:t0 + len(logits)]
-        models[lane].encode_block(encoders[lane], logits, syms)
+        esc = None
+        if esc_rows and esc_rows[lane]:
+            rows = esc_rows[lane]
+            i = bisect.bisect_left(rows, t0)
+            j = bisect.bisect_left(rows, t0 + len(logits))
+            esc = [(r - t0, escapes[lane][r]) for r in rows[i:j]] or None
+        models[lane].encode_block(encoders[lane], logits, syms, esc)
         if progress:
-            progress(int(lens[syms].sum()))
+            progress(int(lens[syms].sum()) + sum(len(b) for _, b in esc or ()))
 
     encode_lanes(ctx, lanes, m.bos, window, consume)
     if stats is not None:
@@ -200,8 +211,8 @@ def encode_group(session: Session, lanes: list[np.ndarray], window: Window, ense
 
 def decode_group(session: Session, streams: list[bytes], counts: list[int], window: Window,
                  ensemble: EnsembleParams, max_bytes: int, where: str = "",
-                 progress: Progress | None = None) -> list[np.ndarray]:
-    """Tokens of each lane from its coded stream (the inverse of ``encode_group``).
+                 progress: Progress | None = None) -> list[tuple[np.ndarray, dict]]:
+    """(tokens, escapes) of each lane from its coded stream (the inverse of ``encode_group``).
 
     Raises ChecksumError as soon as the lanes decode to more than ``max_bytes`` bytes.
     """
@@ -209,22 +220,42 @@ def decode_group(session: Session, streams: list[bytes], counts: list[int], wind
     ctx = session.context(len(counts), window, max(len(counts), 1))
     decoders = [Decoder(s) for s in streams]
     models = [ensemble.lane_model(m.n_vocab) for _ in streams]
+    escapes: list[dict] = [{} for _ in streams]
+    position = [0] * len(streams)
     lens = m.token_lens
     done = [0]
 
     def needs_llm(lane: int) -> bool:
         return not models[lane].prepare()
 
-    def choose(lane: int, logits: np.ndarray | None) -> int:
-        t = models[lane].decode(decoders[lane], logits)
-        done[0] += int(lens[t])
+    def count(n: int) -> None:
+        done[0] += n
         if done[0] > max_bytes:
             raise ChecksumError(f"{where}decoded more than {max_bytes} bytes (corrupt)")
         if progress:
-            progress(int(lens[t]))
+            progress(n)
+
+    def choose(lane: int, logits: np.ndarray | None) -> int:
+        while True:
+            t = models[lane].decode(decoders[lane], logits)
+            if isinstance(t, int):
+                break
+            escapes[lane][position[lane]] = escapes[lane].get(position[lane], b"") + t
+            count(len(t))
+        position[lane] += 1
+        count(int(lens[t]))
         return t
 
-    return decode_lanes(ctx, counts, m.bos, window, choose, needs_llm)
+    lanes = decode_lanes(ctx, counts, m.bos, window, choose, needs_llm)
+    return list(zip(lanes, escapes))
+
+
+def lane_bytes(model: Model, tokens: np.ndarray, escapes: dict) -> bytes:
+    """Original bytes of a lane: each token's bytes, preceded by its escaped raw bytes."""
+    if not escapes:
+        return model.detokenize(tokens)
+    tb = model.token_bytes
+    return b"".join(escapes.get(i, b"") + tb[int(t)] for i, t in enumerate(tokens))
 
 
 def _groups(n: int, k: int) -> list[range]:
@@ -238,16 +269,20 @@ def encode_llm_frame(session: Session, raw: bytes, options: Options,
                      progress: Progress | None = None, stats: dict | None = None) -> bytes | None:
     """LLM payload for ``raw``, or ``None`` when its tokens do not reproduce it exactly."""
     m = session.model
-    tokens = m.tokenize(raw)
-    if len(tokens) == 0 or m.detokenize(tokens) != raw:
+    split = split_text(m, raw)
+    if split is None or split.tail or len(split.tokens) == 0:
         return None
-    lanes = split_lanes(tokens, options)
+    lanes = split_lanes(split.tokens, options)
+    starts = np.cumsum([0] + [len(x) for x in lanes])
+    escapes = [{i - a: v for i, v in split.escapes.items() if a <= i < b}
+               for a, b in zip(starts[:-1], starts[1:])]
     groups = _groups(len(lanes), session.workers)
     if len(groups) == 1:
         streams = encode_group(session, lanes, options.window, options.ensemble, options.batch, progress,
-                               stats)
+                               stats, escapes)
     else:
-        jobs = [([lanes[i] for i in g], options.window, options.ensemble, options.batch) for g in groups]
+        jobs = [([lanes[i] for i in g], options.window, options.ensemble, options.batch,
+                 [escapes[i] for i in g]) for g in groups]
         streams = []
         for g, (res, st) in zip(groups, session.pool().map("encode", jobs)):
             streams += res
@@ -255,7 +290,8 @@ def encode_llm_frame(session: Session, raw: bytes, options: Options,
                 for k, v in st.items():
                     stats[k] = stats.get(k, 0) + v
             if progress:
-                progress(int(sum(m.token_lens[lanes[i]].sum() for i in g)))
+                progress(int(sum(m.token_lens[lanes[i]].sum() + sum(map(len, escapes[i].values()))
+                                 for i in g)))
     return write_llm_payload([len(x) for x in lanes], streams)
 
 
@@ -267,6 +303,7 @@ def decode_llm_frame(session: Session, fr: FrameHeader, progress: Progress | Non
     where = f"frame at offset {offset}: "
     streams = [bytes(s) for s in streams]
     groups = _groups(len(counts), session.workers)
+    m = session.model
     if len(groups) == 1:
         lanes = decode_group(session, streams, counts, params.window, params.ensemble, raw_size,
                              where, progress)
@@ -277,8 +314,8 @@ def decode_llm_frame(session: Session, fr: FrameHeader, progress: Progress | Non
         for res in session.pool().map("decode", jobs):
             lanes += res
             if progress:
-                progress(int(sum(session.model.token_lens[x].sum() for x in res)))
-    return session.model.detokenize(np.concatenate(lanes) if lanes else [])
+                progress(int(sum(m.token_lens[t].sum() + sum(map(len, e.values())) for t, e in res)))
+    return b"".join(lane_bytes(m, t, e) for t, e in lanes)
 
 
 class FrameEncoder:
@@ -306,8 +343,9 @@ class FrameEncoder:
         parts.append(chunk)
         self.pos += len(chunk)
 
-    def encode_frame(self, raw: bytes) -> bytes:
-        """Encode ``raw`` (1..frame_size bytes) as one frame."""
+    def encode_frame(self, raw: bytes, text: bool = True) -> bytes:
+        """Encode ``raw`` (1..frame_size bytes) as one frame: the smallest of stored, zstd,
+        lzma and (when ``text``) the LLM."""
         if self.finished:
             raise ValueError("stream already finished")
         if not 0 < len(raw) <= self.options.frame_size:
@@ -321,6 +359,8 @@ class FrameEncoder:
         candidates = [(len(raw), FRAME_STORED, raw)]
         z = self._zc.compress(raw)
         candidates.append((len(z), FRAME_ZSTD, z))
+        x = lzma.compress(raw, format=lzma.FORMAT_XZ, check=lzma.CHECK_NONE, preset=9 | lzma.PRESET_EXTREME)
+        candidates.append((len(x), FRAME_LZMA, x))
         done = [0]
 
         def prog(n, done=done):
@@ -329,7 +369,7 @@ class FrameEncoder:
                 self.progress(n)
 
         llm_stats: dict = {}
-        llm = encode_llm_frame(self.session, raw, self.options, prog, llm_stats)
+        llm = encode_llm_frame(self.session, raw, self.options, prog, llm_stats) if text else None
         if llm is not None:
             self._params_frame = self._params_frame or self.session.params(self.options).encode()
             extra = 0 if self._params_offset else len(self._params_frame)
@@ -367,24 +407,85 @@ class FrameEncoder:
         return b"".join(parts)
 
 
+class StreamEncoder:
+    """Bytes in, stream bytes out, in bounded memory: buffers up to one frame of input, splits it
+    into text and binary frames (``nacrith.segment.cut``) and encodes them.
+
+    ``feed(data)`` returns the stream bytes ready so far; ``finish()`` the rest.
+    """
+
+    def __init__(self, session: Session, options: Options = Options(), progress: Progress | None = None,
+                 stats: dict | None = None):
+        self.enc = FrameEncoder(session, options, progress, stats)
+        self.session = session
+        self.frame_size = options.frame_size
+        self._buf = bytearray()
+
+    def _emit(self, final: bool) -> bytes:
+        out = []
+        while len(self._buf) >= self.frame_size or (final and self._buf):
+            chunk = bytes(self._buf[:self.frame_size])
+            del self._buf[:self.frame_size]
+            last = final and not self._buf
+            frames, carry = cut(chunk, self.session.model.missing_bytes, self.frame_size, last)
+            self._buf[:0] = carry
+            out += [self.enc.encode_frame(piece, text) for piece, text in frames]
+            if carry and len(chunk) == len(carry):  # nothing but a tail: cannot progress
+                self._buf[:len(carry)] = b""
+                out.append(self.enc.encode_frame(carry, False))
+        return b"".join(out)
+
+    def feed(self, data) -> bytes:
+        self._buf += memoryview(data).cast("B")
+        return self._emit(False)
+
+    def finish(self) -> bytes:
+        return self._emit(True) + self.enc.finish()
+
+
+def zstd_reference_size(data: bytes) -> int:
+    """Size of ``zstd -19 --long`` of ``data`` (the bound the hybrid path must stay under)."""
+    params = zstandard.ZstdCompressionParameters.from_level(19, enable_ldm=True, window_log=27)
+    return len(zstandard.ZstdCompressor(compression_params=params).compress(data))
+
+
+def binary_stream(data: bytes) -> bytes:
+    """A stream of binary frames only (the smallest of zstd, lzma, stored per frame), with a
+    frame size of the whole input (up to the cap): the fallback when the hybrid path loses."""
+    opts = Options(frame_size=max(1, min(len(data), MAX_FRAME_SIZE)))
+    enc = FrameEncoder(Session(model=_NO_MODEL), opts)
+    out = [enc.encode_frame(data[a:a + opts.frame_size], text=False)
+           for a in range(0, len(data), opts.frame_size)]
+    return b"".join(out) + enc.finish()
+
+
+_NO_MODEL = os.devnull  # binary frames never load the model
+GUARD_SLACK = 64  # bytes over zstd -19 that a hybrid stream may cost
+
+
 def compress(data: bytes, session: Session, options: Options = Options(),
              progress: Progress | None = None, stats: dict | None = None) -> bytes:
     """Compress ``data`` into one nacrith stream (bytes).
 
+    Text runs go to the LLM (untokenisable bytes escaped), binary runs to zstd / lzma / stored,
+    chosen per frame by size; if the result exceeds ``zstd -19`` of the whole input by more than
+    64 bytes, a binary-only stream is returned instead.
+
     Args:
         data: the input.
-        session: model and contexts to use (the model is loaded only if some frame is text).
+        session: model and contexts to use.
         options: encoder choices (``Options``).
         progress: called with the number of input bytes finished, as they finish.
         stats: optional dict, filled with ``tokens``/``skipped`` (LLM frames' tokens and those
             coded without the LLM) and ``frames`` (count per frame kind name).
     """
-    enc = FrameEncoder(session, options, progress, stats)
-    view = memoryview(data)
-    out = [enc.encode_frame(bytes(view[a:a + options.frame_size]))
-           for a in range(0, len(data), options.frame_size)]
-    out.append(enc.finish())
-    return b"".join(out)
+    enc = StreamEncoder(session, options, progress, stats)
+    out = enc.feed(data) + enc.finish()
+    if data and len(out) > zstd_reference_size(data) + GUARD_SLACK:
+        out = binary_stream(data)
+        if stats is not None:
+            stats["fallback"] = True
+    return out
 
 
 def iter_frames(data: bytes):

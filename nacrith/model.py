@@ -215,6 +215,14 @@ class Model:
         return self._token_bytes
 
     @property
+    def missing_bytes(self) -> frozenset:
+        """Byte values that no single-byte token represents (the tokenizer cannot emit them)."""
+        if getattr(self, "_missing", None) is None:
+            single = {b[0] for b in self.token_bytes if len(b) == 1}
+            self._missing = frozenset(set(range(256)) - single)
+        return self._missing
+
+    @property
     def token_lens(self) -> np.ndarray:
         """int64 array (n_vocab,): byte length of every token."""
         if self._token_lens is None:

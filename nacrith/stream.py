@@ -14,7 +14,7 @@ import io
 import os
 from typing import BinaryIO
 
-from .codec import (FrameDecoder, FrameEncoder, Options, Session, decode_frame, read_frame,
+from .codec import (FrameDecoder, Options, Session, StreamEncoder, decode_frame, read_frame,
                     read_header, read_params)
 from .container import (END_FRAME, FRAME_LLM, MAX_PARAMS, EndFrame, read_end, read_seek_table,
                         read_varint)
@@ -47,30 +47,19 @@ class NacrithCompressor:
     """
 
     def __init__(self, *, model=None, session: Session | None = None, **options):
-        self._opts = Options(**options)
-        self._enc = FrameEncoder(get_session(model, session), self._opts)
-        self._buf = bytearray()
+        self._enc = StreamEncoder(get_session(model, session), Options(**options))
+        self._done = False
 
     def compress(self, data) -> bytes:
-        if self._enc.finished:
+        if self._done:
             raise ValueError("compressor already flushed")
-        self._buf += memoryview(data).cast("B")
-        fs = self._opts.frame_size
-        out = []
-        while len(self._buf) >= fs:
-            out.append(self._enc.encode_frame(bytes(self._buf[:fs])))
-            del self._buf[:fs]
-        return b"".join(out)
+        return self._enc.feed(data)
 
     def flush(self) -> bytes:
-        if self._enc.finished:
+        if self._done:
             raise ValueError("compressor already flushed")
-        out = []
-        if self._buf:
-            out.append(self._enc.encode_frame(bytes(self._buf)))
-            self._buf.clear()
-        out.append(self._enc.finish())
-        return b"".join(out)
+        self._done = True
+        return self._enc.finish()
 
 
 class NacrithDecompressor:

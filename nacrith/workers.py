@@ -25,9 +25,9 @@ def _init(model_path: str, threads: int, gpu_layers: int) -> None:
 def _encode(job):
     from .codec import encode_group
 
-    lanes, window, ensemble, batch = job
+    lanes, window, ensemble, batch, escapes = job
     stats: dict = {}
-    return encode_group(_session, lanes, window, ensemble, batch, stats=stats), stats
+    return encode_group(_session, lanes, window, ensemble, batch, stats=stats, escapes=escapes), stats
 
 
 def _decode(job):

@@ -22,6 +22,7 @@
 #define NG_HALVE 60000u
 #define NB_CONF 4     /* LLM confidence buckets of the mixer's weight-set selection */
 #define N_SETS ((NG_MAXK + 1) * NB_CONF)
+#define ESC_MAXLEN 16 /* bytes per escape group */
 
 typedef struct {
     uint32_t tag;   /* 0: empty */
@@ -64,6 +65,11 @@ typedef struct {
     const double *final; /* the weights lm_build quantised (e or W), sum sumW */
     /* statistics */
     long long n_tokens, n_skipped;
+    /* escapes: raw bytes inside a text lane (symbol n of the CDF), then their length (1..16)
+       and bytes through small adaptive frequency models */
+    long long n_esc;
+    uint32_t len_cnt[ESC_MAXLEN];
+    uint32_t byte_cnt[256];
 } LaneModelObject;
 
 /* ---------------------------------------------------------------- deterministic log */
@@ -199,6 +205,36 @@ static double max_u(const float *z, const double *bias, Py_ssize_t n) {
     return M;
 }
 
+/* Append the escape symbol (index n) to the final weights and quantise n + 1 symbols:
+   P(escape) = (escapes + 1/32) / (tokens + 1) of this lane, at most 1/2. */
+static int lm_quantise(LaneModelObject *m) {
+    double *f = (double *)m->final;
+    double P = ((double)m->n_esc + 0.03125) / ((double)m->n_tokens + 1.0);
+    if (P > 0.5) P = 0.5;
+    double w = m->sumW * (P / (1.0 - P));
+    f[m->n] = w;
+    return quantise(f, m->sumW + w, m->n + 1, m->cdf);
+}
+
+/* CDF of a small adaptive frequency model (k counts) */
+static int counts_cdf(const uint32_t *cnt, int k, uint32_t *cdf) {
+    double w[256];
+    double S = 0.0;
+    for (int i = 0; i < k; i++) {
+        w[i] = (double)cnt[i];
+        S += w[i];
+    }
+    return quantise(w, S, k, cdf);
+}
+
+static void counts_add(uint32_t *cnt, int k, int i, uint32_t inc) {
+    cnt[i] += inc;
+    uint64_t total = 0;
+    for (int j = 0; j < k; j++) total += cnt[j];
+    if (total > (1u << 16))
+        for (int j = 0; j < k; j++) cnt[j] = (cnt[j] + 1) >> 1;
+}
+
 /* Build the distribution (weights W, CDF) from the prepared state and optional logits. */
 static int lm_build(LaneModelObject *m, const float *logits) {
     const Py_ssize_t n = m->n;
@@ -210,7 +246,7 @@ static int lm_build(LaneModelObject *m, const float *logits) {
         for (int k = 0; k < m->n_cand; k++) W[m->cand[k]] += m->cand_s[k];
         m->sumW = sum4(W, n);
         m->final = W;
-        return quantise(W, m->sumW, n, m->cdf);
+        return lm_quantise(m);
     }
     /* L'(x) = e_x / Z_L, e_x = exp(z_x + b_x - M) */
     const double M = max_u(logits, m->bias, n);
@@ -222,7 +258,7 @@ static int lm_build(LaneModelObject *m, const float *logits) {
     if (m->ng_order == 0 && m->mixer == 0) { /* LLM (+ bias) only */
         m->sumW = ZL;
         m->final = e;
-        return quantise(e, ZL, n, m->cdf);
+        return lm_quantise(m);
     }
     double *w = m->wts[m->set];
     const double r = m->resid; /* 1 when no n-gram context matched */
@@ -230,7 +266,7 @@ static int lm_build(LaneModelObject *m, const float *logits) {
         if (m->n_cand == 0) {
             m->sumW = ZL;
             m->final = e;
-            return quantise(e, ZL, n, m->cdf);
+            return lm_quantise(m);
         }
         /* p = (w_l + w_n r) L' + w_n s, scaled by Z_L */
         const double k = w[0] + w[1] * r;
@@ -258,7 +294,7 @@ static int lm_build(LaneModelObject *m, const float *logits) {
     }
     m->sumW = sum4(W, n);
     m->final = W;
-    return quantise(W, m->sumW, n, m->cdf);
+    return lm_quantise(m);
 }
 
 static void ng_update(LaneModelObject *m, int32_t y) {
@@ -415,9 +451,11 @@ static PyObject *LaneModel_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         m->bias = PyMem_Calloc((size_t)n, sizeof(double));
         if (!m->bias) goto nomem;
     }
-    m->e = PyMem_Malloc(sizeof(double) * (size_t)n);
-    m->W = PyMem_Malloc(sizeof(double) * (size_t)n);
-    m->cdf = PyMem_Malloc(sizeof(uint32_t) * (size_t)(n + 1));
+    m->e = PyMem_Malloc(sizeof(double) * (size_t)(n + 1));
+    m->W = PyMem_Malloc(sizeof(double) * (size_t)(n + 1));
+    m->cdf = PyMem_Malloc(sizeof(uint32_t) * (size_t)(n + 2));
+    for (int i = 0; i < ESC_MAXLEN; i++) m->len_cnt[i] = 1;
+    for (int i = 0; i < 256; i++) m->byte_cnt[i] = 1;
     if (!m->e || !m->W || !m->cdf) goto nomem;
     return (PyObject *)m;
 nomem:
@@ -445,48 +483,92 @@ static int lm_logits_arg(LaneModelObject *m, PyObject *o, Py_buffer *b, const fl
     return 1;
 }
 
-/* encode(encoder, logits_or_None, symbol) */
+/* Code one escape group of k (1..16) raw bytes with the current step's distribution. */
+static int lm_encode_escape(LaneModelObject *m, EncoderObject *enc, const float *L, const uint8_t *d, int k) {
+    uint32_t cdf[257];
+    if (lm_build(m, L)) return -1;
+    if (enc_encode(enc, m->cdf, m->n + 1, m->n)) return -1;
+    if (counts_cdf(m->len_cnt, ESC_MAXLEN, cdf) || enc_encode(enc, cdf, ESC_MAXLEN, k - 1)) return -1;
+    counts_add(m->len_cnt, ESC_MAXLEN, k - 1, 16);
+    for (int i = 0; i < k; i++) {
+        if (counts_cdf(m->byte_cnt, 256, cdf) || enc_encode(enc, cdf, 256, d[i])) return -1;
+        counts_add(m->byte_cnt, 256, d[i], 24);
+    }
+    m->n_esc++;
+    return 0;
+}
+
+/* Escape groups for the raw bytes d[0..len) (split into groups of at most 16). */
+static int lm_encode_raw(LaneModelObject *m, EncoderObject *enc, const float *L, const uint8_t *d, Py_ssize_t len) {
+    for (Py_ssize_t a = 0; a < len; a += ESC_MAXLEN) {
+        int k = (int)(len - a < ESC_MAXLEN ? len - a : ESC_MAXLEN);
+        if (lm_encode_escape(m, enc, L, d + a, k)) return -1;
+    }
+    return 0;
+}
+
+/* One step: optional raw bytes (escaped), then token y. L: logits row or NULL (skip). */
+static int lm_encode_step(LaneModelObject *m, EncoderObject *enc, const float *L, const uint8_t *raw,
+                          Py_ssize_t raw_len, int32_t y) {
+    if (!m->prepared) lm_prepare(m);
+    if (m->skip) L = NULL; /* the decoder will not have the LLM here */
+    else if (!L) {
+        PyErr_SetString(PyExc_ValueError, "logits required: the n-gram head is not confident");
+        return -1;
+    }
+    if (raw_len && lm_encode_raw(m, enc, L, raw, raw_len)) goto bad;
+    if (lm_build(m, L) || enc_encode(enc, m->cdf, m->n + 1, y)) goto bad;
+    m->n_skipped += m->skip;
+    lm_update(m, L, y);
+    return 0;
+bad:
+    if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "bad distribution");
+    return -1;
+}
+
+/* encode(encoder, logits_or_None, symbol, raw=b"") */
 static PyObject *LaneModel_encode(LaneModelObject *m, PyObject *args) {
     EncoderObject *enc;
     PyObject *lo;
     Py_ssize_t y;
-    if (!PyArg_ParseTuple(args, "O!On", &EncoderType, &enc, &lo, &y)) return NULL;
-    if (y < 0 || y >= m->n) return PyErr_Format(PyExc_ValueError, "symbol %zd out of range", y);
+    Py_buffer raw = {0};
+    if (!PyArg_ParseTuple(args, "O!On|y*", &EncoderType, &enc, &lo, &y, &raw)) return NULL;
+    PyObject *ret = NULL;
     Py_buffer b;
     const float *L;
-    int got = lm_logits_arg(m, lo, &b, &L);
-    if (got < 0) return NULL;
-    if (!m->prepared) lm_prepare(m);
-    if (m->skip && L) L = NULL; /* the decoder will not have the LLM here */
-    if (!m->skip && !L) {
-        if (got) PyBuffer_Release(&b);
-        PyErr_SetString(PyExc_ValueError, "logits required: the n-gram head is not confident");
-        return NULL;
+    int got = 0;
+    if (y < 0 || y >= m->n) {
+        PyErr_Format(PyExc_ValueError, "symbol %zd out of range", y);
+        goto done;
     }
-    int rc = lm_build(m, L) || enc_encode(enc, m->cdf, m->n, y);
-    if (!rc) {
-        m->n_skipped += m->skip;
-        lm_update(m, L, (int32_t)y);
-    }
+    got = lm_logits_arg(m, lo, &b, &L);
+    if (got < 0) { got = 0; goto done; }
+    if (lm_encode_step(m, enc, L, raw.buf, raw.buf ? raw.len : 0, (int32_t)y)) goto done;
+    ret = Py_None;
+    Py_INCREF(ret);
+done:
     if (got) PyBuffer_Release(&b);
-    if (rc) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "bad distribution");
-        return NULL;
-    }
-    Py_RETURN_NONE;
+    if (raw.obj) PyBuffer_Release(&raw);
+    return ret;
 }
 
-/* encode_block(encoder, logits[k, n], symbols[k]): encode() for each row (rows of skipped
-   steps are ignored: the decoder will not compute them) */
+/* encode_block(encoder, logits[k, n], symbols[k], escapes=None): encode() for each row; rows of
+   skipped steps are ignored (the decoder will not compute them). escapes: list of (row, bytes)
+   sorted by row: raw bytes coded (escaped) before that row's token. */
 static PyObject *LaneModel_encode_block(LaneModelObject *m, PyObject *args) {
     EncoderObject *enc;
-    PyObject *lo, *so;
-    if (!PyArg_ParseTuple(args, "O!OO", &EncoderType, &enc, &lo, &so)) return NULL;
+    PyObject *lo, *so, *esc = Py_None;
+    if (!PyArg_ParseTuple(args, "O!OO|O", &EncoderType, &enc, &lo, &so, &esc)) return NULL;
+    if (esc != Py_None && !PyList_Check(esc)) {
+        PyErr_SetString(PyExc_TypeError, "escapes must be a list of (row, bytes)");
+        return NULL;
+    }
     Py_buffer lb, sb;
     Py_ssize_t rows, cols;
     if (check_logits(lo, &lb, &rows, &cols)) return NULL;
     if (get_buf(so, &sb, 0, 'i', 4, "symbols")) { PyBuffer_Release(&lb); return NULL; }
     PyObject *ret = NULL;
+    Py_ssize_t ei = 0, ne = esc == Py_None ? 0 : PyList_GET_SIZE(esc);
     if (cols != m->n || sb.len / 4 != rows) {
         PyErr_SetString(PyExc_ValueError, "logits must be (k, n_vocab) with k symbols");
         goto done;
@@ -496,13 +578,26 @@ static PyObject *LaneModel_encode_block(LaneModelObject *m, PyObject *args) {
     for (Py_ssize_t r = 0; r < rows; r++) {
         int32_t y = S[r];
         if (y < 0 || y >= m->n) { PyErr_Format(PyExc_ValueError, "symbol %d out of range", y); goto done; }
-        if (!m->prepared) lm_prepare(m);
-        const float *row = m->skip ? NULL : L + r * cols;
-        if (lm_build(m, row)) { PyErr_SetString(PyExc_ValueError, "bad distribution"); goto done; }
-        if (enc_encode(enc, m->cdf, m->n, y)) goto done;
-        m->n_skipped += m->skip;
-        lm_update(m, row, y);
+        const char *raw = NULL;
+        Py_ssize_t raw_len = 0;
+        if (ei < ne) {
+            PyObject *item = PyList_GET_ITEM(esc, ei);
+            Py_ssize_t row;
+            PyObject *data;
+            if (!PyTuple_Check(item) || !PyArg_ParseTuple(item, "nO!", &row, &PyBytes_Type, &data)) {
+                if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "escape must be (row, bytes)");
+                goto done;
+            }
+            if (row < r) { PyErr_SetString(PyExc_ValueError, "escapes not sorted by row"); goto done; }
+            if (row == r) {
+                raw = PyBytes_AS_STRING(data);
+                raw_len = PyBytes_GET_SIZE(data);
+                ei++;
+            }
+        }
+        if (lm_encode_step(m, enc, L + r * cols, (const uint8_t *)raw, raw_len, y)) goto done;
     }
+    if (ei != ne) { PyErr_SetString(PyExc_ValueError, "escape row out of range"); goto done; }
     ret = Py_None;
     Py_INCREF(ret);
 done:
@@ -511,7 +606,8 @@ done:
     return ret;
 }
 
-/* decode(decoder, logits_or_None) -> symbol */
+/* decode(decoder, logits_or_None) -> int token, or bytes (one escape group; call again for the
+   rest of the step, with the same logits) */
 static PyObject *LaneModel_decode(LaneModelObject *m, PyObject *args) {
     DecoderObject *dec;
     PyObject *lo;
@@ -520,23 +616,36 @@ static PyObject *LaneModel_decode(LaneModelObject *m, PyObject *args) {
     const float *L;
     int got = lm_logits_arg(m, lo, &b, &L);
     if (got < 0) return NULL;
+    PyObject *ret = NULL;
     if (!m->prepared) lm_prepare(m);
     if (m->skip) L = NULL;
-    if (!m->skip && !L) {
-        if (got) PyBuffer_Release(&b);
+    else if (!L) {
         PyErr_SetString(PyExc_ValueError, "logits required: the n-gram head is not confident");
-        return NULL;
+        goto done;
     }
-    if (lm_build(m, L)) {
-        if (got) PyBuffer_Release(&b);
-        PyErr_SetString(PyExc_ValueError, "bad distribution");
-        return NULL;
+    if (lm_build(m, L)) { PyErr_SetString(PyExc_ValueError, "bad distribution"); goto done; }
+    Py_ssize_t y = dec_decode(dec, m->cdf, m->n + 1);
+    if (y == m->n) { /* escape group */
+        uint32_t cdf[257];
+        uint8_t out[ESC_MAXLEN];
+        if (counts_cdf(m->len_cnt, ESC_MAXLEN, cdf)) { PyErr_SetString(PyExc_ValueError, "bad model"); goto done; }
+        int k = (int)dec_decode(dec, cdf, ESC_MAXLEN) + 1;
+        counts_add(m->len_cnt, ESC_MAXLEN, k - 1, 16);
+        for (int i = 0; i < k; i++) {
+            if (counts_cdf(m->byte_cnt, 256, cdf)) { PyErr_SetString(PyExc_ValueError, "bad model"); goto done; }
+            out[i] = (uint8_t)dec_decode(dec, cdf, 256);
+            counts_add(m->byte_cnt, 256, out[i], 24);
+        }
+        m->n_esc++;
+        ret = PyBytes_FromStringAndSize((const char *)out, k);
+        goto done;
     }
-    Py_ssize_t y = dec_decode(dec, m->cdf, m->n);
     m->n_skipped += m->skip;
     lm_update(m, L, (int32_t)y);
+    ret = PyLong_FromSsize_t(y);
+done:
     if (got) PyBuffer_Release(&b);
-    return PyLong_FromSsize_t(y);
+    return ret;
 }
 
 /* probs(logits_or_None) -> float64[n]: the distribution the coder would use now (no update) */
@@ -551,10 +660,11 @@ static PyObject *LaneModel_distribution(LaneModelObject *m, PyObject *lo) {
     if (got) PyBuffer_Release(&b);
     if (rc == -2) { PyErr_SetString(PyExc_ValueError, "logits required"); return NULL; }
     if (rc) { PyErr_SetString(PyExc_ValueError, "bad distribution"); return NULL; }
-    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(double) * m->n);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(double) * (m->n + 1));
     if (!out) return NULL;
     double *o = (double *)PyBytes_AS_STRING(out);
-    for (Py_ssize_t i = 0; i < m->n; i++) o[i] = m->final[i] / m->sumW;
+    const double S = m->sumW + m->final[m->n];
+    for (Py_ssize_t i = 0; i <= m->n; i++) o[i] = m->final[i] / S;
     return out;
 }
 
@@ -590,15 +700,18 @@ static PyMethodDef LaneModel_methods[] = {
      "prepare() -> bool\n\nPredict from the n-gram head for the next token; True when it is "
      "confident enough that the LLM is skipped for this token."},
     {"encode", (PyCFunction)LaneModel_encode, METH_VARARGS,
-     "encode(encoder, logits, symbol)\n\nCode one token: logits float32[n_vocab] (ignored, may be "
-     "None, when prepare() says skip), then update every head."},
+     "encode(encoder, logits, symbol, raw=b'')\n\nCode one step: the raw bytes (escaped, groups of "
+     "at most 16), then the token; logits float32[n_vocab] (ignored, may be None, when prepare() "
+     "says skip); then update every head."},
     {"encode_block", (PyCFunction)LaneModel_encode_block, METH_VARARGS,
-     "encode_block(encoder, logits, symbols)\n\nencode() for every row of float32 logits (k, n_vocab) "
-     "and int32 symbols (k,)."},
+     "encode_block(encoder, logits, symbols, escapes=None)\n\nencode() for every row of float32 "
+     "logits (k, n_vocab) and int32 symbols (k,); escapes: list of (row, bytes) sorted by row."},
     {"decode", (PyCFunction)LaneModel_decode, METH_VARARGS,
-     "decode(decoder, logits) -> int\n\nDecode one token (logits None when skipping) and update."},
+     "decode(decoder, logits) -> int | bytes\n\nDecode one token (logits None when skipping) and "
+     "update; an escape group comes back as bytes (call again, same logits, for the token)."},
     {"distribution", (PyCFunction)LaneModel_distribution, METH_O,
-     "distribution(logits) -> bytes\n\nfloat64[n_vocab] probabilities the coder would use now."},
+     "distribution(logits) -> bytes\n\nfloat64[n_vocab + 1] probabilities the coder would use now "
+     "(the last: escape)."},
     {"observe", (PyCFunction)LaneModel_observe, METH_O,
      "observe(symbol)\n\nUpdate the n-gram head and history without coding."},
     {NULL}};

@@ -7,20 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from bench.common import find_corpora
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _find_corpora() -> Path:
-    """``$NACRITH_CORPORA``, else the first ``shared/corpora`` beside the repo or above it."""
-    if os.environ.get("NACRITH_CORPORA"):
-        return Path(os.environ["NACRITH_CORPORA"])
-    for d in ROOT.parents:
-        if (d / "shared" / "corpora").is_dir():
-            return d / "shared" / "corpora"
-    return ROOT.parent / "shared" / "corpora"
-
-
-CORPORA = _find_corpora()
+CORPORA = find_corpora()
 
 
 def corpus(rel: str) -> bytes:

@@ -83,6 +83,7 @@ def test_head_updates_keep_valid_distributions(seed, order, bias, mixer, steps, 
         lg = (rng.standard_normal(vocab) * rng.uniform(0, 30)).astype(np.float32)
         skip = m.prepare()
         p = np.frombuffer(m.distribution(None if skip else lg), dtype=np.float64)
+        assert len(p) == vocab + 1  # last: escape
         assert np.isfinite(p).all() and (p >= 0).all()
         assert abs(p.sum() - 1.0) < 1e-9
         cdf = cdf_from_probs(p)

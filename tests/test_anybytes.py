@@ -1,0 +1,90 @@
+"""Any bytes round-trip: untokenisable bytes are escaped inside text (the LLM context goes on),
+binary runs go to zstd / lzma / stored, and no output is much larger than zstd -19."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from nacrith.codec import GUARD_SLACK, compress, decompress, iter_frames, zstd_reference_size
+from nacrith.container import FRAME_LLM, EndFrame
+from nacrith.segment import bad_mask, split_text
+
+from .conftest import corpus
+
+UNTOKENISABLE = bytes([0x04, 0x06, 0x13, 0x14, 0x16, 0x1D, 0xC0, 0xC1, 0xF1, 0xF2]) + bytes(range(0xF5, 0x100))
+PROSE = None
+
+
+@pytest.fixture(scope="module")
+def prose():
+    return corpus("canterbury/alice29.txt")[30000:32000]
+
+
+def check(session, data):
+    blob = compress(data, session)
+    assert decompress(blob, session) == data
+    if data:
+        assert len(blob) <= zstd_reference_size(data) + GUARD_SLACK
+    check.last = blob
+    return [f.kind for f in iter_frames(blob) if not isinstance(f, EndFrame)]
+
+
+def test_the_21_untokenisable_bytes_are_escaped_inside_text(session, prose):
+    assert session.model.missing_bytes == frozenset(UNTOKENISABLE)
+    data = bytearray(prose)
+    positions = sorted(random.Random(1).sample(range(50, len(prose) - 50), len(UNTOKENISABLE)))
+    for p, b in zip(positions, UNTOKENISABLE):
+        data[p] = b
+    data = bytes(data)
+    split = split_text(session.model, data)
+    assert split is not None and len(split.escapes) >= 15 and not split.tail
+    assert check(session, data) == [FRAME_LLM]  # one text frame: the context continued
+
+
+def test_reference_design_losing_case(session):
+    data = b"A" * 100 + b"\x04\x80" + b"B" * 100
+    check(session, data)
+
+
+def test_invalid_utf8_in_prose_stays_on_the_llm(session, prose):
+    data = prose[:600] + b"\xe9\xff" + prose[600:]
+    assert check(session, data) == [FRAME_LLM]
+    dirty = len(check.last)
+    clean = len(compress(prose, session))
+    assert dirty <= clean + 16  # two escaped bytes cost a few bytes, not a fallback
+
+
+def test_multibyte_edges(session):
+    text = "Ünïcödé text, ending with a cut character: é".encode()
+    check(session, text[:-1])  # multibyte character cut at the end of the file
+    check(session, "日本語で始まるテキスト and then English.".encode())
+
+
+def test_utf16_with_bom(session, prose):
+    check(session, prose[:300].decode().encode("utf-16"))
+
+
+def test_all_byte_values_random_and_real_binary(session):
+    check(session, bytes(range(256)))
+    check(session, os.urandom(2000))
+    check(session, corpus("canterbury/sum")[:2000])
+    assert check(session, b"") == []
+
+
+def test_bad_mask():
+    from nacrith.segment import bad_mask
+
+    missing = frozenset(UNTOKENISABLE)
+    assert not bad_mask("héllo wörld ✓ 日本".encode(), missing).any()
+    m = bad_mask(b"ab\xffc\xe9d\x04", missing)
+    assert m.tolist() == [False, False, True, False, True, False, True]
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=60).map(str.encode), st.binary(max_size=40)), max_size=5))
+def test_mixed_pieces_round_trip(session, pieces):
+    check(session, b"".join(pieces))
