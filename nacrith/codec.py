@@ -37,6 +37,7 @@ from .segment import cut, split_text
 from .model import LlamaContext, Model, default_gpu_layers, default_parallelism, default_threads
 
 Progress = Callable[[int], None]
+OVERRUN_BITS = 64  # a valid lane stream is never read past its end (native/NOTES.md)
 ZSTD_LEVEL = 19
 
 
@@ -238,6 +239,8 @@ def decode_group(session: Session, streams: list[bytes], counts: list[int], wind
     def choose(lane: int, logits: np.ndarray | None) -> int:
         while True:
             t = models[lane].decode(decoders[lane], logits)
+            if decoders[lane].overrun > OVERRUN_BITS:
+                raise ChecksumError(f"{where}lane {lane} reads past the end of its stream (corrupt)")
             if isinstance(t, int):
                 break
             escapes[lane][position[lane]] = escapes[lane].get(position[lane], b"") + t

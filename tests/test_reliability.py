@@ -1,0 +1,103 @@
+"""Hostile and broken inputs, wrong environments, interrupted runs (see tests/fuzz for the
+long campaign)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from nacrith.codec import Options, Session, compress, decompress
+from nacrith.container import FRAME_LLM, StreamHeader, frame_checksum, total_hasher, varint, write_end
+from nacrith.errors import ChecksumError, FormatError, NacrithError
+from nacrith.lanes import Window
+
+from .conftest import corpus
+from .fuzz.mutate import mutate
+
+
+@pytest.fixture(scope="module")
+def seeds(session):
+    alice = corpus("canterbury/alice29.txt")
+    items = [alice[7000:7060], corpus("canterbury/sum")[:500], b"x" * 300 + corpus("canterbury/fields.c")[:80]]
+    opts = Options(frame_size=160, window=Window(32, 2, 8))
+    return [(d, compress(d, session, opts)) for d in items]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1))
+def test_mutated_streams_never_decode_wrong(session, seeds, seed):
+    rng = random.Random(seed)
+    original, blob = seeds[seed % len(seeds)]
+    _, bad = mutate(blob, rng, seeds[(seed + 1) % len(seeds)][1])
+    try:
+        out = decompress(bad, session)
+    except NacrithError:
+        return
+    assert out == original
+
+
+def test_llm_frame_declaring_many_tokens_fails_fast(session):
+    """A tiny LLM frame that declares (up to the frame size) many tokens: the lane stream runs
+    dry long before, and the decoder stops instead of decoding garbage for hours."""
+    data = corpus("canterbury/alice29.txt")[:40]
+    good = compress(data, session, Options(frame_size=1 << 20))
+    params_end = good.index(bytes([FRAME_LLM]), 13)
+    head = good[:params_end]
+    n_fake = 200_000
+    lanes = varint(1) + varint(n_fake) + varint(3) + b"\x12\x34\x56"
+    raw = b"a" * n_fake
+    frame = bytes([FRAME_LLM]) + varint(len(raw)) + varint(len(lanes)) + frame_checksum(raw) + lanes
+    h = total_hasher()
+    h.update(raw)
+    bomb = head + frame + write_end(len(raw), h.digest())
+    t0 = time.time()
+    with pytest.raises(NacrithError):
+        decompress(bomb, session)
+    assert time.time() - t0 < 30
+
+
+def test_decoding_with_other_threads_and_workers(session):
+    data = corpus("canterbury/asyoulik.txt")[500:1300]
+    blob = compress(data, session, Options(max_lanes=2, min_lane_tokens=50))
+    with Session(threads=1, workers=1) as one_thread:
+        assert decompress(blob, one_thread) == data
+
+
+def _slow_input(tmp_path):
+    p = tmp_path / "big.txt"
+    p.write_bytes(corpus("canterbury/lcet10.txt")[:60000])
+    return p
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_interrupt_leaves_no_partial_output(tmp_path, sig):
+    src = _slow_input(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "nacrith.cli", "-q", str(src)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(8)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert "interrupted" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "big.txt.nc").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.txt"]  # no temp file, input kept
+
+
+def test_garbage_and_foreign_inputs(session):
+    rng = random.Random(7)
+    for _ in range(200):
+        blob = bytes(rng.randrange(256) for _ in range(rng.randrange(64)))
+        with pytest.raises(NacrithError):
+            decompress(blob, session)
+    # a valid header followed by garbage
+    for _ in range(100):
+        blob = StreamHeader(1 << 20).encode() + bytes(rng.randrange(256) for _ in range(rng.randrange(80)))
+        with pytest.raises(NacrithError):
+            decompress(blob, session)
