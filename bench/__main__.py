@@ -30,7 +30,7 @@ import zstandard
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import find_corpora  # noqa: E402
+from bench.common import cpu_model, find_corpora  # noqa: E402
 from nacrith import __version__  # noqa: E402
 from nacrith.codec import Options, Session, compress, decompress, iter_frames  # noqa: E402
 from nacrith.container import FRAME_LLM, EndFrame  # noqa: E402
@@ -64,11 +64,7 @@ PUBLISHED = [
 
 
 def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     import llama_cpp
     import numpy
 

@@ -16,3 +16,17 @@ def find_corpora() -> Path:
         if (d / "shared" / "corpora").is_dir():
             return d / "shared" / "corpora"
     return ROOT.parent / "shared" / "corpora"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else platform.processor()."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()

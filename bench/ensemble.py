@@ -11,7 +11,6 @@ of the recorded rows (bench/results/ensemble.md).
 from __future__ import annotations
 
 import json
-import os
 import resource
 import sys
 import time
@@ -24,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import find_corpora  # noqa: E402
 from nacrith.codec import Options, Session, compress, decompress  # noqa: E402
-from nacrith.ensemble import LLM_ONLY, MIXER_GEOMETRIC, MIXER_LINEAR, EnsembleParams  # noqa: E402
+from nacrith.ensemble import LLM_ONLY, MIXER_LINEAR, EnsembleParams  # noqa: E402
 
 CORPORA = find_corpora()
 OUT = ROOT / "bench" / "results" / "ensemble.jsonl"

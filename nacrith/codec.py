@@ -430,7 +430,8 @@ class StreamEncoder:
             chunk = bytes(self._buf[:self.frame_size])
             del self._buf[:self.frame_size]
             last = final and not self._buf
-            frames, carry = cut(chunk, self.session.model.missing_bytes, self.frame_size, last)
+            m = self.session.model
+            frames, carry = cut(chunk, m.missing_bytes, m.tokenize, self.frame_size, last)
             self._buf[:0] = carry
             out += [self.enc.encode_frame(piece, text) for piece, text in frames]
             if carry and len(chunk) == len(carry):  # nothing but a tail: cannot progress

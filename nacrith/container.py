@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .errors import FormatError, TruncatedError
 from .ensemble import EnsembleParams

@@ -150,7 +150,26 @@ def default_parallelism() -> tuple[int, int]:
     return max(1, cores // threads), threads
 
 
-class Model:
+class _Closing:
+    """``close()`` on ``with`` exit and on garbage collection (one owner per C handle)."""
+
+    def close(self) -> None:  # pragma: no cover - overridden
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class Model(_Closing):
     """A GGUF model loaded through llama.cpp, with its tokenizer.
 
     Args:
@@ -259,20 +278,8 @@ class Model:
             llama().llama_model_free(self._model)
             self._model = None
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
-
-class LlamaContext:
+class LlamaContext(_Closing):
     """One llama.cpp context whose sequences 0..n_seq-1 are lanes.
 
     Args:
@@ -377,15 +384,3 @@ class LlamaContext:
         if getattr(self, "_ctx", None):
             L.llama_free(self._ctx)
             self._ctx = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass

@@ -4,8 +4,10 @@ zstd / lzma / stored), and text into tokens plus escaped raw bytes.
 * ``split_text``: tokens of a text run where every untokenisable byte (invalid UTF-8, or a byte
   the vocabulary has no token for: 21 of them in SmolLM2) is kept as an *escape* attached to the
   next token, so the LLM context continues across it (``codec/FORMAT.md``, "Escapes").
-* ``plan``: cut points between text and binary runs, decided per block by estimated cost:
-  a block whose escapes would cost more than zstd saves on it is binary.
+* ``plan``: cut points between text and binary runs, decided per block by estimated cost: the
+  LLM's (``BITS_PER_TOKEN`` per token of the block plus ``ESCAPE_BITS`` per untokenisable byte)
+  against zstd's (measured). Binary data tokenizes into many short tokens, text into few long
+  ones, so UTF-8 text in any script is text and a bitmap full of tokenizable bytes is not.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ BLOCK = 2048  # bytes per classification block
 MIN_TEXT_RUN = 512  # shorter text runs between binary runs are not worth an LLM frame
 MIN_BINARY_RUN = 256  # shorter binary runs inside text become escapes
 ESCAPE_BITS = 40.0  # estimated cost of one escaped byte (escape symbol + length + byte)
-TEXT_GAIN = 0.5  # estimated LLM cost relative to zstd on text (measured ~0.35 on prose)
+BITS_PER_TOKEN = 2.5  # LLM cost per token assumed by the estimate (measured 4.1 on alice29: the
+# estimate leans towards trying the LLM; every frame still keeps the smallest of its candidates)
 
 # valid UTF-8 characters (RFC 3629), one at a time
 _UTF8 = re.compile(rb"[\x00-\x7f]|[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]"
@@ -90,23 +93,30 @@ def split_text(model, raw: bytes) -> TextSplit | None:
     return TextSplit(tokens, escapes, pending)
 
 
-def plan(data: bytes, missing: frozenset) -> list[tuple[int, int, bool]]:
+def plan(data: bytes, missing: frozenset, tokenize) -> list[tuple[int, int, bool]]:
     """Runs (start, end, is_text) covering ``data``.
 
-    Each block of ``BLOCK`` bytes is text when the estimated LLM cost (``TEXT_GAIN`` x its
-    zstd size, plus ``ESCAPE_BITS`` per untokenisable byte) is below its zstd size; then short
-    binary runs inside text become escapes and short text runs between binary become binary.
+    Each block of ``BLOCK`` bytes is text when its estimated LLM cost (``BITS_PER_TOKEN`` per
+    token of its tokenizable bytes, ``ESCAPE_BITS`` per untokenisable byte) is below its zstd
+    size in bits; then short binary runs inside text become escapes and short text runs between
+    binary become binary. ``tokenize(bytes) -> sequence`` is the model's tokenizer.
     """
     if not data:
         return []
     bad = bad_mask(data, missing)
     zc = zstandard.ZstdCompressor(level=3)
+    arr = np.frombuffer(data, dtype=np.uint8)
     kinds = []
     for a in range(0, len(data), BLOCK):
         b = min(len(data), a + BLOCK)
-        n_bad = int(bad[a:b].sum())
+        blk_bad = bad[a:b]
+        n_bad = int(blk_bad.sum())
         zbits = 8.0 * len(zc.compress(data[a:b]))
-        kinds.append(TEXT_GAIN * zbits + ESCAPE_BITS * n_bad < zbits)
+        if ESCAPE_BITS * n_bad >= zbits:
+            kinds.append(False)
+            continue
+        good = arr[a:b][~blk_bad].tobytes() if n_bad else data[a:b]
+        kinds.append(BITS_PER_TOKEN * len(tokenize(good)) + ESCAPE_BITS * n_bad < zbits)
     runs = _runs(kinds, len(data))
     runs = _absorb(runs, False, MIN_BINARY_RUN)  # short binary inside text -> text (escapes)
     runs = _absorb(runs, True, MIN_TEXT_RUN)  # short text between binary -> binary
@@ -137,7 +147,8 @@ def _absorb(runs, kind: bool, min_len: int):
     return out
 
 
-def cut(data: bytes, missing: frozenset, frame_size: int, final: bool) -> tuple[list[tuple[bytes, bool]], bytes]:
+def cut(data: bytes, missing: frozenset, tokenize, frame_size: int,
+        final: bool) -> tuple[list[tuple[bytes, bool]], bytes]:
     """Frames (bytes, is_text) for ``data``, each at most ``frame_size`` bytes, plus the bytes
     to carry into the next call.
 
@@ -147,7 +158,7 @@ def cut(data: bytes, missing: frozenset, frame_size: int, final: bool) -> tuple[
     """
     frames: list[tuple[bytes, bool]] = []
     carry = b""
-    runs = plan(data, missing)
+    runs = plan(data, missing, tokenize)
     for ri, (a, b, is_text) in enumerate(runs):
         for p in range(a, b, frame_size):
             piece = data[p:min(b, p + frame_size)]

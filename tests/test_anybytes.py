@@ -11,12 +11,11 @@ from hypothesis import given, settings, strategies as st
 
 from nacrith.codec import GUARD_SLACK, compress, decompress, iter_frames, zstd_reference_size
 from nacrith.container import FRAME_LLM, EndFrame
-from nacrith.segment import bad_mask, split_text
+from nacrith.segment import split_text
 
 from .conftest import corpus
 
 UNTOKENISABLE = bytes([0x04, 0x06, 0x13, 0x14, 0x16, 0x1D, 0xC0, 0xC1, 0xF1, 0xF2]) + bytes(range(0xF5, 0x100))
-PROSE = None
 
 
 @pytest.fixture(scope="module")

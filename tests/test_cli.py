@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -15,7 +14,6 @@ from nacrith.codec import compress
 
 from .conftest import corpus
 
-TEXT = None
 
 
 @pytest.fixture(scope="module")

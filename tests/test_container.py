@@ -13,7 +13,7 @@ import os
 import pytest
 import zstandard
 
-from nacrith.codec import Options, Session, compress, decompress, iter_frames
+from nacrith.codec import Session, decompress, iter_frames
 from nacrith.container import (FRAME_STORED, FRAME_ZSTD, MAGIC, EndFrame, LLMParams, StreamHeader,
                                read_params, read_varint, total_hasher, varint, write_end, write_frame)
 from nacrith.errors import ChecksumError, FormatError, NacrithError, TruncatedError

@@ -3,7 +3,6 @@ long campaign)."""
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
@@ -15,7 +14,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from nacrith.codec import Options, Session, compress, decompress
 from nacrith.container import FRAME_LLM, StreamHeader, frame_checksum, total_hasher, varint, write_end
-from nacrith.errors import ChecksumError, FormatError, NacrithError
+from nacrith.errors import NacrithError
 from nacrith.lanes import Window
 
 from .conftest import corpus

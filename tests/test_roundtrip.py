@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from nacrith.codec import Options, compress, decode_llm_frame, decompress, encode_llm_frame, iter_frames
 from nacrith.container import FRAME_LLM, FRAME_STORED, FRAME_ZSTD, EndFrame, FrameHeader
 from nacrith.lanes import Window
