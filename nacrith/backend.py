@@ -58,6 +58,21 @@ def fingerprint(n_gpu_layers: int = 0) -> str:
             f"fa={FLASH_ATTN} kv={KV_TYPE_NAME} rot={1 - int(ATTN_ROT_VALUE)}")
 
 
+def fingerprint_id(fp: str) -> bytes:
+    """BLAKE2b-64 of a fingerprint string (what streams store)."""
+    import hashlib
+
+    return hashlib.blake2b(fp.encode(), digest_size=8).digest()
+
+
+def label(n_gpu_layers: int = 0) -> str:
+    """Short description of the backend for messages (stored beside the fingerprint's hash)."""
+    L = llama()
+    device = "cpu" if n_gpu_layers == 0 else "gpu"
+    feats = " ".join(k for k, v in cpu_features().items() if v == "1" and k.startswith("AVX"))
+    return f"llama-cpp-python {L.__version__} {device} {feats}".strip()
+
+
 def check_build() -> list[str]:
     """Problems with the installed llama.cpp build (empty list: it matches the pinned flags)."""
     feats = cpu_features()

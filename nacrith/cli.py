@@ -16,6 +16,7 @@ Exit codes as gzip: 0 ok, 1 error, 2 warning. Errors are one line: ``nacrith: FI
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import signal
 import sys
@@ -165,6 +166,8 @@ def _output_name(job: Job, name: str, mode: str) -> str:
 
 def _compress_one(job: Job, name: str, opts: Options) -> None:
     out = _output_name(job, name, "z")
+    if out == "-" and sys.stdout.isatty() and not job.force:
+        raise CliError("refusing to write compressed data to a terminal (use -f to force)")
     if out != "-" and os.path.exists(out) and not job.force:
         raise CliError(f"{out}: already exists (use -f to overwrite)")
     bar = _Progress(_input_size(name), os.path.basename(name), job.progress, job.quiet)
@@ -221,6 +224,8 @@ def _verify(job: Job, path: str, digest: bytes) -> None:
 
 
 def _decompress_one(job: Job, name: str, write: bool) -> None:
+    if name == "-" and sys.stdin.isatty():
+        raise CliError("refusing to read compressed data from a terminal")
     out = _output_name(job, name, "d") if write else None
     if out not in (None, "-") and os.path.exists(out) and not job.force:
         raise CliError(f"{out}: already exists (use -f to overwrite)")
@@ -290,8 +295,13 @@ def _declared_size(name: str) -> int | None:
 
 
 def _list_one(job: Job, name: str) -> None:
-    with _open_input(name) as f:
-        blob = f.read()
+    if name == "-":
+        blob = sys.stdin.buffer.read()
+    else:
+        if os.path.isdir(name):
+            raise CliError(f"{name}: is a directory")
+        with open(name, "rb") as f:  # mapped, not read: listing a huge file stays small in memory
+            blob = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if os.path.getsize(name) else b""
     frames = list(iter_frames(blob))
     end = frames[-1]
     data_frames = frames[:-1]
@@ -304,9 +314,10 @@ def _list_one(job: Job, name: str) -> None:
         if p is not None and id(p) not in shown:
             shown.add(id(p))
             w = p.window
-            click.echo(f"model:       {p.model_name} sha256 {p.model_sha256.hex()}")
-            click.echo(f"backend:     {p.backend}")
-            click.echo(f"writer:      {p.writer}")
+            click.echo(f"model:       {p.model_name} sha256 {p.model_id.hex()}...")
+            click.echo(f"backend:     {p.backend} (id {p.backend_id.hex()})")
+            if p.writer:
+                click.echo(f"writer:      {p.writer}")
             click.echo(f"window:      {w.size} tokens (sink {w.sink}, slide {w.slide})")
             click.echo(f"ensemble:    {p.ensemble.describe()}")
     click.echo(f"original:    {end.total_size} bytes, blake2b-64 {end.checksum.hex()}")

@@ -1,12 +1,12 @@
-"""Compress and decompress whole buffers: frames, the LLM frame codec and its fallbacks.
+"""Compress and decompress: frames, the LLM frame codec and the binary fallbacks.
 
-A stream is ``header, frame*, end`` (``nacrith.container``, ``codec/FORMAT.md``). Each frame
-covers at most ``frame_size`` input bytes and is coded by the smallest of:
+A stream is ``header, frame*, [seek table], end`` (``nacrith.container``, ``codec/FORMAT.md``).
+Input is split into text and binary runs (``nacrith.segment``); each frame covers at most
+``frame_size`` input bytes and is coded by the smallest of:
 
-* ``llm``: tokens of the frame (only if the tokenizer reproduces the bytes exactly) split into
-  lanes, each lane arithmetic-coded with the LLM's quantised softmax (``nacrith.lanes``);
-* ``zstd``: zstandard level 19;
-* ``stored``: the bytes as they are.
+* ``llm`` (text runs): tokens plus escaped raw bytes, split into lanes, each lane
+  arithmetic-coded with the ensemble's distribution (``nacrith.lanes``, ``native/ensemble.c``);
+* ``zstd`` (level 19), ``lzma`` (xz -9e), ``stored``.
 
 Every frame carries a checksum of its original bytes and the end frame one of the whole input;
 both are verified on decoding before anything is returned.
@@ -134,22 +134,28 @@ class Session:
         return c
 
     def params(self, options: Options) -> LLMParams:
+        from .backend import fingerprint_id, label
+
         m = self.model
-        return LLMParams(bytes.fromhex(m.sha256), self.fingerprint, m.n_vocab, m.bos,
-                         options.window, options.ensemble, m.name, f"nacrith {__version__}")
+        return LLMParams(bytes.fromhex(m.sha256)[:16], fingerprint_id(self.fingerprint),
+                         label(m.n_gpu_layers), m.n_vocab, m.bos, options.window, options.ensemble,
+                         m.name, f"nacrith {__version__}")
 
     def check(self, params: LLMParams, where: str = "") -> None:
         """Raise ``ModelMismatchError`` unless this session can decode ``params``' LLM frames."""
+        from .backend import fingerprint_id
+
         m = self.model
-        if params.model_sha256 != bytes.fromhex(m.sha256):
+        if params.model_id != bytes.fromhex(m.sha256)[:16]:
             raise ModelMismatchError(
                 f"{where}stream was made with model {params.model_name or '?'} "
-                f"(sha256 {params.model_sha256.hex()[:16]}...), but the loaded model is {m.name} "
-                f"(sha256 {m.sha256[:16]}..., {m.path}); pass --model")
-        if params.backend != self.fingerprint:
+                f"(sha256 {params.model_id.hex()}...), but the loaded model is {m.name} "
+                f"(sha256 {m.sha256[:32]}..., {m.path}); pass --model")
+        if params.backend_id != fingerprint_id(self.fingerprint):
             raise ModelMismatchError(
-                f"{where}stream was made on backend [{params.backend}] but this one is "
-                f"[{self.fingerprint}]; decode it with the same llama.cpp build and device")
+                f"{where}stream was made on backend [{params.backend}, id {params.backend_id.hex()}] "
+                f"but this one is [{self.fingerprint}, id {fingerprint_id(self.fingerprint).hex()}]; "
+                "decode it with the same llama.cpp build and device")
         if params.n_vocab != m.n_vocab or params.bos != m.bos:
             raise FormatError(f"{where}vocabulary parameters do not match the model")
 

@@ -35,7 +35,7 @@ END_FRAME = struct.Struct("<BQ8sQ4s")  # type 0, total size, checksum, seek tabl
 MAX_SEEK_ENTRIES = 1 << 24
 
 # parameter keys; < 0x80 are critical (a decoder must understand them), >= 0x80 informational
-K_MODEL_SHA256 = 0x01
+K_MODEL_ID = 0x01
 K_BACKEND = 0x02
 K_VOCAB = 0x03
 K_WINDOW = 0x04
@@ -98,13 +98,15 @@ class StreamHeader:
 class LLMParams:
     """Everything a decoder needs for the LLM frames that follow a params frame.
 
-    model_sha256: 32 raw bytes (sha256 of the GGUF file); backend: fingerprint string
-    (``nacrith.backend.fingerprint``); n_vocab, bos: tokenizer facts checked against the model;
-    window: sliding KV window (tokens); ensemble: hyper-parameters of the n-gram, bias, mixer
-    and skip (``nacrith.ensemble``); model_name, writer: informational.
+    model_id: the first 16 bytes of the GGUF file's sha256; backend_id: BLAKE2b-64 of the
+    backend fingerprint (``nacrith.backend.fingerprint``); backend: a short label of it for
+    messages; n_vocab, bos: tokenizer facts checked against the model; window: sliding KV window
+    (tokens); ensemble: hyper-parameters of the n-gram, bias, mixer and skip
+    (``nacrith.ensemble``); model_name, writer: informational.
     """
 
-    model_sha256: bytes
+    model_id: bytes
+    backend_id: bytes
     backend: str
     n_vocab: int
     bos: int
@@ -116,14 +118,15 @@ class LLMParams:
     def encode(self) -> bytes:
         """The params frame (type, block length, block)."""
         entries = [
-            (K_MODEL_SHA256, self.model_sha256),
-            (K_BACKEND, self.backend.encode()),
+            (K_MODEL_ID, self.model_id),
+            (K_BACKEND, self.backend_id + self.backend.encode()[:64]),
             (K_VOCAB, struct.pack("<II", self.n_vocab, self.bos)),
             (K_WINDOW, struct.pack("<III", self.window.size, self.window.sink, self.window.slide)),
             (K_ENSEMBLE, self.ensemble.encode()),
-            (K_MODEL_NAME, self.model_name.encode()[:255]),
-            (K_WRITER, self.writer.encode()[:255]),
+            (K_MODEL_NAME, self.model_name.encode()[:48]),
         ]
+        if self.writer:
+            entries.append((K_WRITER, self.writer.encode()[:64]))
         body = b"".join(bytes([k]) + varint(len(v)) + v for k, v in entries)
         return bytes([FRAME_PARAMS]) + varint(len(body)) + body
 
@@ -179,7 +182,7 @@ def read_params(buf, pos: int) -> tuple[LLMParams, int]:
             raise FormatError(f"duplicate parameter 0x{k:02x} at offset {start}")
         vals[k] = bytes(buf[pos:pos + n])
         pos += n
-    known = {K_MODEL_SHA256: 32, K_VOCAB: 8, K_WINDOW: 12, K_ENSEMBLE: None, K_BACKEND: None}
+    known = {K_MODEL_ID: 16, K_VOCAB: 8, K_WINDOW: 12, K_ENSEMBLE: None, K_BACKEND: None}
     for k in vals:
         if k < 0x80 and k not in known:
             raise FormatError(f"unsupported critical parameter 0x{k:02x} (newer writer?)")
@@ -200,13 +203,12 @@ def read_params(buf, pos: int) -> tuple[LLMParams, int]:
         ensemble = EnsembleParams.decode(vals[K_ENSEMBLE])
     except ValueError as e:
         raise FormatError(f"params frame at offset {start}: {e}") from None
-    try:
-        backend = vals[K_BACKEND].decode()
-    except UnicodeDecodeError:
-        raise FormatError("backend fingerprint is not UTF-8") from None
+    if len(vals[K_BACKEND]) < 8:
+        raise FormatError("backend parameter shorter than its 8-byte hash")
+    backend_id, backend = vals[K_BACKEND][:8], vals[K_BACKEND][8:].decode("utf-8", "replace")
     name = vals.get(K_MODEL_NAME, b"").decode("utf-8", "replace")
     writer = vals.get(K_WRITER, b"").decode("utf-8", "replace")
-    return LLMParams(vals[K_MODEL_SHA256], backend, n_vocab, bos, window, ensemble, name, writer), end
+    return LLMParams(vals[K_MODEL_ID], backend_id, backend, n_vocab, bos, window, ensemble, name, writer), end
 
 
 @dataclass

@@ -103,11 +103,15 @@ def test_corrupt_and_truncated_files(runner, session, tmp_path, text):
 
 
 def test_wrong_model_and_backend_are_refused(runner, session, tmp_path, text):
+    from nacrith.backend import fingerprint_id
+
     blob = compress(text, session)
-    sha = bytes.fromhex(session.model.sha256)
+    sha = bytes.fromhex(session.model.sha256)[:16]
+    fid = fingerprint_id(session.fingerprint)
+    assert blob.count(sha) == 1 and blob.count(fid) == 1
     for name, bad, msg in [
-        ("model.nc", blob.replace(sha, bytes(32), 1), "model"),
-        ("backend.nc", blob.replace(b"device=cpu", b"device=cpX", 1), "backend"),
+        ("model.nc", blob.replace(sha, bytes(16), 1), "model"),
+        ("backend.nc", blob.replace(fid, bytes(8), 1), "backend"),
     ]:
         f = tmp_path / name
         f.write_bytes(bad)

@@ -147,7 +147,7 @@ def test_zstd_bomb_rejected():
 
 
 def test_params_frame_roundtrip_and_checks():
-    p = LLMParams(b"\x11" * 32, "backend x", 49152, 1, Window(64, 4, 16), EnsembleParams(), "m", "w")
+    p = LLMParams(b"\x11" * 16, b"\x22" * 8, "backend x", 49152, 1, Window(64, 4, 16), EnsembleParams(), "m", "w")
     q, end = read_params(p.encode(), 0)
     assert end == len(p.encode()) and q == p
     blob = p.encode()

@@ -78,7 +78,9 @@ def test_several_frames(session):
     k = kinds(blob)
     assert len(k) == 4 and k[0] == k[1] == FRAME_LLM and k[2] != FRAME_LLM
     # the params frame is written once, before the first LLM frame
-    assert blob.count(session.fingerprint.encode()) == 1
+    from nacrith.backend import fingerprint_id
+
+    assert blob.count(fingerprint_id(session.fingerprint)) == 1
 
 
 def test_non_default_parameters_decode_from_header(session):
