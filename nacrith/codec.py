@@ -32,7 +32,7 @@ from .container import (FRAME_LLM, FRAME_LZMA, FRAME_NAMES, FRAME_PARAMS, FRAME_
                         write_frame, write_llm_payload, write_seek_table)
 from .ensemble import EnsembleParams
 from .errors import ChecksumError, FormatError, ModelMismatchError, TruncatedError
-from .lanes import Window, decode_lanes, encode_lanes
+from .lanes import Window, decode_lanes, encode_lanes, encode_lanes_lockstep
 from .segment import cut, split_text
 from .model import LlamaContext, Model, default_gpu_layers, default_parallelism, default_threads
 
@@ -193,8 +193,26 @@ def encode_group(session: Session, lanes: list[np.ndarray], window: Window, ense
     m = session.model
     ctx = session.context(len(lanes), window, batch)
     encoders = [Encoder() for _ in lanes]
-    models = [ensemble.lane_model(m.n_vocab) for _ in lanes]
+    models = ensemble.lane_models(m.n_vocab, len(lanes))
     lens = m.token_lens
+    if ensemble.shared_lanes and len(lanes) > 1:
+        # shared heads: code step by step across lanes, exactly in the decoder's order
+        # (every active lane's prepare(), then each lane's token, lane by lane)
+        def on_step(t: int, rows: dict) -> None:
+            for lane in rows:
+                models[lane].prepare()
+            for lane, logits in rows.items():
+                raw = escapes[lane].get(t, b"") if escapes else b""
+                sym = int(lanes[lane][t])
+                models[lane].encode(encoders[lane], logits, sym, raw)
+                if progress:
+                    progress(int(lens[sym]) + len(raw))
+
+        encode_lanes_lockstep(ctx, lanes, m.bos, window, on_step)
+        if stats is not None:
+            stats["tokens"] = stats.get("tokens", 0) + sum(x.tokens for x in models)
+            stats["skipped"] = stats.get("skipped", 0) + sum(x.skipped for x in models)
+        return [e.finish() for e in encoders]
     esc_rows = [sorted(e) for e in escapes] if escapes else None
 
     def consume(lane: int, t0: int, logits: np.ndarray) -> None:
@@ -226,7 +244,7 @@ def decode_group(session: Session, streams: list[bytes], counts: list[int], wind
     m = session.model
     ctx = session.context(len(counts), window, max(len(counts), 1))
     decoders = [Decoder(s) for s in streams]
-    models = [ensemble.lane_model(m.n_vocab) for _ in streams]
+    models = ensemble.lane_models(m.n_vocab, len(streams))
     escapes: list[dict] = [{} for _ in streams]
     position = [0] * len(streams)
     lens = m.token_lens
@@ -285,7 +303,8 @@ def encode_llm_frame(session: Session, raw: bytes, options: Options,
     starts = np.cumsum([0] + [len(x) for x in lanes])
     escapes = [{i - a: v for i, v in split.escapes.items() if a <= i < b}
                for a, b in zip(starts[:-1], starts[1:])]
-    groups = _groups(len(lanes), session.workers)
+    # lanes sharing heads must stay in one process; otherwise workers take groups of lanes
+    groups = _groups(len(lanes), 1 if options.ensemble.shared_lanes else session.workers)
     if len(groups) == 1:
         streams = encode_group(session, lanes, options.window, options.ensemble, options.batch, progress,
                                stats, escapes)
@@ -311,7 +330,7 @@ def decode_llm_frame(session: Session, fr: FrameHeader, progress: Progress | Non
     session.check(params, f"frame at offset {offset}: ")
     where = f"frame at offset {offset}: "
     streams = [bytes(s) for s in streams]
-    groups = _groups(len(counts), session.workers)
+    groups = _groups(len(counts), 1 if params.ensemble.shared_lanes else session.workers)
     m = session.model
     if len(groups) == 1:
         lanes = decode_group(session, streams, counts, params.window, params.ensemble, raw_size,

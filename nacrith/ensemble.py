@@ -37,6 +37,9 @@ class EnsembleParams:
     mixer: MIXER_LINEAR or MIXER_GEOMETRIC; mix_lr: its learning rate; mix_init: initial LLM
         weight (linear) or 1 - initial n-gram exponent (geometric).
     skip_bits: skip the LLM when the n-gram head's entropy is below this many bits (0: never).
+    shared_lanes: the lanes of a frame share one set of heads (n-gram tables, bias, mixer
+        weights, escape models), updated lane by lane at every step; otherwise each lane has
+        its own. Sharing lets every lane learn from the whole frame (measured: bench/results/).
     """
 
     # defaults measured on alice29.txt and enwik6 (bench/results/ensemble.md)
@@ -48,6 +51,7 @@ class EnsembleParams:
     mix_lr: float = 0.002
     mix_init: float = 0.85
     skip_bits: float = 0.5
+    shared_lanes: bool = True
 
     def __post_init__(self):
         if not (0 <= self.ngram_order <= 8 and 4 <= self.ngram_bits <= 26 and self.ngram_kappa > 0
@@ -60,27 +64,33 @@ class EnsembleParams:
                     bias_lr=self.bias_lr, mixer=self.mixer, mix_lr=self.mix_lr,
                     mix_init=self.mix_init, skip_bits=self.skip_bits)
 
-    def lane_model(self, n_vocab: int) -> "_native.LaneModel":
-        """A fresh per-lane model (state starts empty at every frame and lane)."""
-        return _native.LaneModel(n_vocab, ngram_bits=self.ngram_bits, **self._kwargs())
+    def lane_model(self, n_vocab: int, shared=None) -> "_native.LaneModel":
+        """A fresh per-lane model (state starts empty at every frame), sharing the heads of
+        ``shared`` (another lane's model) when given."""
+        return _native.LaneModel(n_vocab, ngram_bits=self.ngram_bits, shared=shared, **self._kwargs())
+
+    def lane_models(self, n_vocab: int, n: int) -> list:
+        """Models for the ``n`` lanes of a frame: sharing heads when ``shared_lanes``."""
+        first = self.lane_model(n_vocab)
+        return [first] + [self.lane_model(n_vocab, first if self.shared_lanes else None) for _ in range(n - 1)]
 
     def memory_per_lane(self, n_vocab: int) -> int:
         """Bytes of state of one lane model."""
         return self.ngram_order * (72 << self.ngram_bits) + n_vocab * (20 + (8 if self.bias_lr else 0))
 
     def encode(self) -> bytes:
-        return _FMT.pack(self.ngram_order, self.ngram_bits, self.mixer, 0, self.ngram_kappa,
-                         self.bias_lr, self.mix_lr, self.mix_init, self.skip_bits)
+        return _FMT.pack(self.ngram_order, self.ngram_bits, self.mixer, int(self.shared_lanes),
+                         self.ngram_kappa, self.bias_lr, self.mix_lr, self.mix_init, self.skip_bits)
 
     @classmethod
     def decode(cls, b: bytes) -> "EnsembleParams":
         """Parse the 44-byte parameter value. Raises ValueError on bad sizes or ranges."""
         if len(b) != _FMT.size:
             raise ValueError(f"ensemble parameters have {len(b)} bytes, expected {_FMT.size}")
-        order, bits, mixer, reserved, kappa, blr, mlr, minit, skip = _FMT.unpack(b)
-        if reserved:
-            raise ValueError("reserved ensemble byte is not 0")
-        return cls(order, bits, kappa, blr, mixer, mlr, minit, skip)
+        order, bits, mixer, flags, kappa, blr, mlr, minit, skip = _FMT.unpack(b)
+        if flags & ~1:
+            raise ValueError(f"reserved ensemble flag bits set (0x{flags:02x})")
+        return cls(order, bits, kappa, blr, mixer, mlr, minit, skip, bool(flags & 1))
 
     def describe(self) -> str:
         heads = []
@@ -92,6 +102,8 @@ class EnsembleParams:
             heads.append(f"{MIXER_NAMES[self.mixer]} mixer lr {self.mix_lr:g} init {self.mix_init:g}")
         if self.skip_bits and self.ngram_order:
             heads.append(f"skip < {self.skip_bits:g} bits")
+        if heads and self.shared_lanes:
+            heads.append("heads shared by lanes")
         return ", ".join(heads) or "LLM only"
 
 

@@ -99,6 +99,47 @@ def encode_lanes(ctx: LlamaContext, lanes: Sequence[np.ndarray], bos: int, windo
         t = t_end
 
 
+def encode_lanes_lockstep(ctx: LlamaContext, lanes: Sequence[np.ndarray], bos: int, window: Window,
+                          on_step: Callable[[int, dict], None]) -> None:
+    """Like ``encode_lanes``, but hands the logits over step by step across lanes, in the order
+    the decoder sees them: ``on_step(t, rows)`` with ``rows`` = {lane: float32 logits (n_vocab,)
+    predicting ``lanes[lane][t]``} for every lane active at step ``t``, in increasing ``t``.
+    Needed when lanes share state (the heads), so that both sides update it in the same order.
+    """
+    if len(lanes) > ctx.n_seq or window.size > ctx.n_ctx_seq:
+        raise ValueError("context too small for these lanes / window")
+    ctx.clear()
+    lens = [len(x) for x in lanes]
+    T = max(lens, default=0)
+    inputs = [np.concatenate([np.array([bos], np.int32), np.asarray(x[:-1], np.int32)]) if len(x) else x
+              for x in lanes]
+    t = 0
+    n_past = 0
+    while t < T:
+        if n_past == window.size:
+            _slide(ctx, [l for l in range(len(lanes)) if lens[l] > t], window)
+            n_past -= window.slide
+        t_end = min(T, t + window.size - n_past)
+        s = t
+        while s < t_end:
+            active = [l for l in range(len(lanes)) if lens[l] > s]
+            k = max(1, min(t_end - s, ctx.n_batch // max(1, len(active))))
+            batch = [(l, s, min(s + k, lens[l])) for l in active]
+            toks = np.concatenate([inputs[l][a:b] for l, a, b in batch])
+            pos = np.concatenate([np.arange(n_past + a - t, n_past + b - t, dtype=np.int32) for l, a, b in batch])
+            seqs = np.concatenate([np.full(b - a, l, np.int32) for l, a, b in batch])
+            logits = ctx.decode(toks, pos, seqs)
+            offsets, row = {}, 0
+            for l, a, b in batch:
+                offsets[l] = (row, b)
+                row += b - a
+            for u in range(s, s + k):
+                on_step(u, {l: logits[r + u - s] for l, (r, b) in offsets.items() if u < b})
+            s += k
+        n_past += t_end - t
+        t = t_end
+
+
 def _run_batch(ctx, batch, inputs, n_past, t_round, consume):
     toks = np.concatenate([inputs[l][a:b] for l, a, b in batch])
     pos = np.concatenate([np.arange(n_past + a - t_round, n_past + b - t_round, dtype=np.int32)

@@ -31,6 +31,17 @@ typedef struct {
     uint32_t cnt[NG_M];
 } NgSlot;
 
+/* State that lanes may share (ensemble parameter "shared lanes"): updated by each lane in a
+   fixed order, so encoder and decoder see the same sequence of states. */
+typedef struct {
+    NgSlot *tables;    /* ng_order * 2^ng_bits */
+    double *bias;      /* n, or NULL */
+    double wts[N_SETS][2];
+    long long n_esc, n_tok; /* escapes and tokens coded (escape probability) */
+    uint32_t len_cnt[ESC_MAXLEN];
+    uint32_t byte_cnt[256];
+} Heads;
+
 typedef struct {
     PyObject_HEAD
     /* parameters (all recorded in the stream) */
@@ -44,11 +55,11 @@ typedef struct {
     double mix_init;   /* initial LLM weight */
     double skip_bits;  /* 0 = never skip */
     /* state */
-    NgSlot *tables;    /* ng_order * 2^ng_bits */
+    Heads own;         /* this lane's heads, unless shared from `owner` */
+    Heads *h;          /* the heads in use (&own, or owner's) */
+    PyObject *owner;   /* the LaneModel whose heads are shared (a new reference), or NULL */
     int32_t hist[NG_MAXK];
     Py_ssize_t n_hist;
-    double *bias;      /* n, or NULL */
-    double wts[N_SETS][2];
     int set;           /* weight set of the last build */
     /* scratch */
     double *e, *W;
@@ -64,12 +75,7 @@ typedef struct {
     double M, ZL, sumW;
     const double *final; /* the weights lm_build quantised (e or W), sum sumW */
     /* statistics */
-    long long n_tokens, n_skipped;
-    /* escapes: raw bytes inside a text lane (symbol n of the CDF), then their length (1..16)
-       and bytes through small adaptive frequency models */
-    long long n_esc;
-    uint32_t len_cnt[ESC_MAXLEN];
-    uint32_t byte_cnt[256];
+    long long n_tokens, n_skipped; /* this lane's */
 } LaneModelObject;
 
 /* ---------------------------------------------------------------- deterministic log */
@@ -129,7 +135,7 @@ static uint64_t ng_hash(const int32_t *toks, int n) {
 
 static NgSlot *ng_slot(LaneModelObject *m, int order, uint64_t h) {
     size_t mask = ((size_t)1 << m->ng_bits) - 1;
-    return &m->tables[(size_t)(order - 1) * (mask + 1) + (size_t)(h & mask)];
+    return &m->h->tables[(size_t)(order - 1) * (mask + 1) + (size_t)(h & mask)];
 }
 
 static uint32_t ng_tag(uint64_t h) { return (uint32_t)(h >> 32) | 1u; }
@@ -209,7 +215,7 @@ static double max_u(const float *z, const double *bias, Py_ssize_t n) {
    P(escape) = (escapes + 1/32) / (tokens + 1) of this lane, at most 1/2. */
 static int lm_quantise(LaneModelObject *m) {
     double *f = (double *)m->final;
-    double P = ((double)m->n_esc + 0.03125) / ((double)m->n_tokens + 1.0);
+    double P = ((double)m->h->n_esc + 0.03125) / ((double)m->h->n_tok + 1.0);
     if (P > 0.5) P = 0.5;
     double w = m->sumW * (P / (1.0 - P));
     f[m->n] = w;
@@ -249,8 +255,8 @@ static int lm_build(LaneModelObject *m, const float *logits) {
         return lm_quantise(m);
     }
     /* L'(x) = e_x / Z_L, e_x = exp(z_x + b_x - M) */
-    const double M = max_u(logits, m->bias, n);
-    exp_pass(logits, m->bias, M, 1.0, 0.0, n, e);
+    const double M = max_u(logits, m->h->bias, n);
+    exp_pass(logits, m->h->bias, M, 1.0, 0.0, n, e);
     const double ZL = sum4(e, n);
     m->M = M;
     m->ZL = ZL;
@@ -260,7 +266,7 @@ static int lm_build(LaneModelObject *m, const float *logits) {
         m->final = e;
         return lm_quantise(m);
     }
-    double *w = m->wts[m->set];
+    double *w = m->h->wts[m->set];
     const double r = m->resid; /* 1 when no n-gram context matched */
     if (m->mixer == 0) {
         if (m->n_cand == 0) {
@@ -282,11 +288,11 @@ static int lm_build(LaneModelObject *m, const float *logits) {
         double G = clr;
         for (int j = 0; j < m->n_cand; j++) {
             int32_t x = m->cand[j];
-            double lx = ((double)logits[x] + (m->bias ? m->bias[x] : 0.0)) - M;
+            double lx = ((double)logits[x] + (m->h->bias ? m->h->bias[x] : 0.0)) - M;
             lc[j] = a * lx + c * det_log(m->cand_s[j] * ZL + r * e[x]);
             if (lc[j] > G) G = lc[j];
         }
-        exp_pass(logits, m->bias, M, a + c, clr - G, n, W);
+        exp_pass(logits, m->h->bias, M, a + c, clr - G, n, W);
         for (int j = 0; j < m->n_cand; j++) {
             double y = lc[j] - G;
             W[m->cand[j]] = y < EXP_CUTOFF ? 0.0 : det_exp(y);
@@ -351,7 +357,7 @@ static void lm_update(LaneModelObject *m, const float *logits, int32_t y) {
         for (int j = 0; j < m->n_cand; j++)
             if (m->cand[j] == y) sy = m->cand_s[j];
         const double Py = sy + r * Ly; /* P_ng(y) */
-        double *w = m->wts[m->set];
+        double *w = m->h->wts[m->set];
         if (m->mixer == 0 && m->n_cand > 0) {
             /* Hedge: w_i *= P_i(y)^eta, normalise, keep each >= 1e-3 */
             double a = w[0] * det_exp_any(m->mix_lr * det_log(Ly > 1e-300 ? Ly : 1e-300));
@@ -367,13 +373,13 @@ static void lm_update(LaneModelObject *m, const float *logits, int32_t y) {
                                       d/dc = log P_ng(y) - E_p[log P_ng]   */
             const double invS = 1.0 / m->sumW;
             const double logZ = det_log(m->ZL);
-            const double ElogL = dot4(m->W, logits, m->bias, m->M, n) * invS - logZ;
+            const double ElogL = dot4(m->W, logits, m->h->bias, m->M, n) * invS - logZ;
             /* E_p[log P_ng] = sum_noncand p (log r + log L') + sum_cand p log P_ng */
             double pc = 0.0, ElogLc = 0.0, ElogPc = 0.0;
             for (int j = 0; j < m->n_cand; j++) {
                 int32_t x = m->cand[j];
                 double p = m->W[x] * invS;
-                double lx = ((double)logits[x] + (m->bias ? m->bias[x] : 0.0)) - m->M - logZ;
+                double lx = ((double)logits[x] + (m->h->bias ? m->h->bias[x] : 0.0)) - m->M - logZ;
                 pc += p;
                 ElogLc += p * lx;
                 ElogPc += p * det_log(m->cand_s[j] + r * m->e[x] * invZ);
@@ -388,10 +394,10 @@ static void lm_update(LaneModelObject *m, const float *logits, int32_t y) {
             w[0] = a;
             w[1] = c;
         }
-        if (m->bias) {
+        if (m->h->bias) {
             /* b -= lr (L' - onehot_y) */
             const double k = m->bias_lr * invZ;
-            double *b = m->bias;
+            double *b = m->h->bias;
             const double *e = m->e;
             for (Py_ssize_t i = 0; i < n; i++) b[i] -= k * e[i];
             b[y] += m->bias_lr;
@@ -401,12 +407,14 @@ static void lm_update(LaneModelObject *m, const float *logits, int32_t y) {
     else if (m->n_hist < NG_MAXK) m->hist[m->n_hist++] = y;
     m->prepared = 0;
     m->n_tokens++;
+    m->h->n_tok++;
 }
 
 /* ------------------------------------------------------------------ Python type */
 static void LaneModel_dealloc(LaneModelObject *m) {
-    PyMem_Free(m->tables);
-    PyMem_Free(m->bias);
+    PyMem_Free(m->own.tables);
+    PyMem_Free(m->own.bias);
+    Py_XDECREF(m->owner);
     PyMem_Free(m->e);
     PyMem_Free(m->W);
     PyMem_Free(m->cdf);
@@ -415,13 +423,25 @@ static void LaneModel_dealloc(LaneModelObject *m) {
 
 static PyObject *LaneModel_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"n_vocab", "ngram_order", "ngram_bits", "ngram_kappa", "bias_lr",
-                             "mixer", "mix_lr", "mix_init", "skip_bits", NULL};
+                             "mixer", "mix_lr", "mix_init", "skip_bits", "shared", NULL};
     Py_ssize_t n;
     int K = 0, bits = 16, mixer = 0;
     double kappa = 5.0, blr = 0.0, mlr = 0.5, minit = 0.85, skip = 0.0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "n|iiddiddd", kwlist, &n, &K, &bits, &kappa, &blr,
-                                     &mixer, &mlr, &minit, &skip))
+    PyObject *shared = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "n|iiddidddO", kwlist, &n, &K, &bits, &kappa, &blr,
+                                     &mixer, &mlr, &minit, &skip, &shared))
         return NULL;
+    if (shared != Py_None) {
+        if (!PyObject_TypeCheck(shared, type)) {
+            PyErr_SetString(PyExc_TypeError, "shared must be a LaneModel");
+            return NULL;
+        }
+        LaneModelObject *o = (LaneModelObject *)shared;
+        if (o->n != n || o->ng_order != K || o->ng_bits != bits || (o->h->bias != NULL) != (blr > 0.0)) {
+            PyErr_SetString(PyExc_ValueError, "shared LaneModel has other parameters");
+            return NULL;
+        }
+    }
     if (n < 2 || (size_t)n > MAX_SYMBOLS || K < 0 || K > NG_MAXK || bits < 4 || bits > 26 ||
         !(kappa > 0.0) || !(blr >= 0.0 && blr < 1.0) || mixer < 0 || mixer > 1 ||
         !(mlr >= 0.0 && mlr <= 10.0) || !(minit >= 0.0 && minit <= 1.0) || !(skip >= 0.0 && skip < 64.0)) {
@@ -439,23 +459,30 @@ static PyObject *LaneModel_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     m->mix_lr = mlr;
     m->mix_init = minit;
     m->skip_bits = K > 0 ? skip : 0.0;
-    for (int i = 0; i < N_SETS; i++) {
-        if (mixer == 0) { m->wts[i][0] = minit; m->wts[i][1] = 1.0 - minit; }
-        else { m->wts[i][0] = minit; m->wts[i][1] = 1.0 - minit; }
-    }
-    if (K > 0) {
-        m->tables = PyMem_Calloc((size_t)K << bits, sizeof(NgSlot));
-        if (!m->tables) goto nomem;
-    }
-    if (blr > 0.0) {
-        m->bias = PyMem_Calloc((size_t)n, sizeof(double));
-        if (!m->bias) goto nomem;
+    if (shared != Py_None) {
+        Py_INCREF(shared);
+        m->owner = shared;
+        m->h = ((LaneModelObject *)shared)->h;
+    } else {
+        m->h = &m->own;
+        for (int i = 0; i < N_SETS; i++) {
+            m->h->wts[i][0] = minit;
+            m->h->wts[i][1] = 1.0 - minit;
+        }
+        if (K > 0) {
+            m->h->tables = PyMem_Calloc((size_t)K << bits, sizeof(NgSlot));
+            if (!m->h->tables) goto nomem;
+        }
+        if (blr > 0.0) {
+            m->h->bias = PyMem_Calloc((size_t)n, sizeof(double));
+            if (!m->h->bias) goto nomem;
+        }
+        for (int i = 0; i < ESC_MAXLEN; i++) m->h->len_cnt[i] = 1;
+        for (int i = 0; i < 256; i++) m->h->byte_cnt[i] = 1;
     }
     m->e = PyMem_Malloc(sizeof(double) * (size_t)(n + 1));
     m->W = PyMem_Malloc(sizeof(double) * (size_t)(n + 1));
     m->cdf = PyMem_Malloc(sizeof(uint32_t) * (size_t)(n + 2));
-    for (int i = 0; i < ESC_MAXLEN; i++) m->len_cnt[i] = 1;
-    for (int i = 0; i < 256; i++) m->byte_cnt[i] = 1;
     if (!m->e || !m->W || !m->cdf) goto nomem;
     return (PyObject *)m;
 nomem:
@@ -488,13 +515,13 @@ static int lm_encode_escape(LaneModelObject *m, EncoderObject *enc, const float 
     uint32_t cdf[257];
     if (lm_build(m, L)) return -1;
     if (enc_encode(enc, m->cdf, m->n + 1, m->n)) return -1;
-    if (counts_cdf(m->len_cnt, ESC_MAXLEN, cdf) || enc_encode(enc, cdf, ESC_MAXLEN, k - 1)) return -1;
-    counts_add(m->len_cnt, ESC_MAXLEN, k - 1, 16);
+    if (counts_cdf(m->h->len_cnt, ESC_MAXLEN, cdf) || enc_encode(enc, cdf, ESC_MAXLEN, k - 1)) return -1;
+    counts_add(m->h->len_cnt, ESC_MAXLEN, k - 1, 16);
     for (int i = 0; i < k; i++) {
-        if (counts_cdf(m->byte_cnt, 256, cdf) || enc_encode(enc, cdf, 256, d[i])) return -1;
-        counts_add(m->byte_cnt, 256, d[i], 24);
+        if (counts_cdf(m->h->byte_cnt, 256, cdf) || enc_encode(enc, cdf, 256, d[i])) return -1;
+        counts_add(m->h->byte_cnt, 256, d[i], 24);
     }
-    m->n_esc++;
+    m->h->n_esc++;
     return 0;
 }
 
@@ -628,15 +655,15 @@ static PyObject *LaneModel_decode(LaneModelObject *m, PyObject *args) {
     if (y == m->n) { /* escape group */
         uint32_t cdf[257];
         uint8_t out[ESC_MAXLEN];
-        if (counts_cdf(m->len_cnt, ESC_MAXLEN, cdf)) { PyErr_SetString(PyExc_ValueError, "bad model"); goto done; }
+        if (counts_cdf(m->h->len_cnt, ESC_MAXLEN, cdf)) { PyErr_SetString(PyExc_ValueError, "bad model"); goto done; }
         int k = (int)dec_decode(dec, cdf, ESC_MAXLEN) + 1;
-        counts_add(m->len_cnt, ESC_MAXLEN, k - 1, 16);
+        counts_add(m->h->len_cnt, ESC_MAXLEN, k - 1, 16);
         for (int i = 0; i < k; i++) {
-            if (counts_cdf(m->byte_cnt, 256, cdf)) { PyErr_SetString(PyExc_ValueError, "bad model"); goto done; }
+            if (counts_cdf(m->h->byte_cnt, 256, cdf)) { PyErr_SetString(PyExc_ValueError, "bad model"); goto done; }
             out[i] = (uint8_t)dec_decode(dec, cdf, 256);
-            counts_add(m->byte_cnt, 256, out[i], 24);
+            counts_add(m->h->byte_cnt, 256, out[i], 24);
         }
-        m->n_esc++;
+        m->h->n_esc++;
         ret = PyBytes_FromStringAndSize((const char *)out, k);
         goto done;
     }
@@ -686,12 +713,12 @@ static PyObject *LaneModel_get_weights(LaneModelObject *m, void *c) {
     PyObject *l = PyList_New(k);
     if (!l) return NULL;
     for (int i = 0; i < k; i++)
-        PyList_SET_ITEM(l, i, Py_BuildValue("(dd)", m->wts[i][0], m->wts[i][1]));
+        PyList_SET_ITEM(l, i, Py_BuildValue("(dd)", m->h->wts[i][0], m->h->wts[i][1]));
     return l;
 }
 static PyObject *LaneModel_get_memory(LaneModelObject *m, void *c) {
     size_t b = ((size_t)m->ng_order << m->ng_bits) * sizeof(NgSlot) + (size_t)m->n * (16 + 4) +
-               (m->bias ? (size_t)m->n * 8 : 0);
+               (m->h->bias ? (size_t)m->n * 8 : 0);
     return PyLong_FromSize_t(b);
 }
 
@@ -728,8 +755,10 @@ static PyTypeObject LaneModelType = {
     .tp_basicsize = sizeof(LaneModelObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "LaneModel(n_vocab, ngram_order=0, ngram_bits=16, ngram_kappa=5.0, bias_lr=0.0, "
-              "mixer=0, mix_lr=0.5, mix_init=0.85, skip_bits=0.0)\n\n"
-              "Per-lane ensemble: n-gram head, bias head, mixer, confidence skip (native/ensemble.c).",
+              "mixer=0, mix_lr=0.5, mix_init=0.85, skip_bits=0.0, shared=None)\n\n"
+              "Per-lane ensemble: n-gram head, bias head, mixer, confidence skip (native/ensemble.c). "
+              "With shared=another LaneModel (same parameters) the n-gram tables, bias, mixer "
+              "weights and escape models are shared; the history and the prediction stay per lane.",
     .tp_new = LaneModel_new,
     .tp_dealloc = (destructor)LaneModel_dealloc,
     .tp_methods = LaneModel_methods,

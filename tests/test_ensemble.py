@@ -53,6 +53,15 @@ def test_skip_with_slides_and_lanes(session):
     assert skipped > 20
 
 
+@pytest.mark.parametrize("shared", [False, True])
+def test_shared_and_independent_lane_heads(session, shared):
+    data = corpus("canterbury/asyoulik.txt")[5000:6200] + b" stray \xff byte"
+    ens = EnsembleParams(shared_lanes=shared, skip_bits=1.5)
+    blob = compress(data, session, Options(ensemble=ens, max_lanes=3, min_lane_tokens=40,
+                                           window=Window(48, 4, 12)))
+    assert decompress(blob, session) == data
+
+
 def test_hyper_parameters_come_from_the_header(session):
     data = corpus("canterbury/plrabn12.txt")[:700]
     ens = EnsembleParams(ngram_order=2, ngram_bits=10, ngram_kappa=2.0, bias_lr=0.3, mixer=MIXER_LINEAR,
@@ -110,5 +119,9 @@ def test_params_validation():
         EnsembleParams(bias_lr=1.5)
     with pytest.raises(ValueError):
         EnsembleParams.decode(b"\0" * 10)
-    e = EnsembleParams(ngram_order=3, bias_lr=0.5, skip_bits=2.5)
-    assert EnsembleParams.decode(e.encode()) == e
+    for e in (EnsembleParams(ngram_order=3, bias_lr=0.5, skip_bits=2.5), EnsembleParams(shared_lanes=False)):
+        assert EnsembleParams.decode(e.encode()) == e
+    bad = bytearray(EnsembleParams().encode())
+    bad[3] |= 0x80
+    with pytest.raises(ValueError):
+        EnsembleParams.decode(bytes(bad))
