@@ -30,15 +30,19 @@ OUT = ROOT / "bench" / "results" / "ensemble.jsonl"
 D = EnsembleParams()
 CONFIGS = {
     "llm-only": LLM_ONLY,
-    "+ngram (linear mixer)": EnsembleParams(bias_lr=0.0, mixer=MIXER_LINEAR, mix_lr=0.5, skip_bits=0.0),
-    "+bias": EnsembleParams(ngram_order=0, mixer=MIXER_LINEAR, skip_bits=0.0),
-    "+ngram +bias linear (Hedge) mixer": EnsembleParams(mixer=MIXER_LINEAR, mix_lr=0.5, skip_bits=0.0),
-    "+ngram +bias geometric mixer": EnsembleParams(skip_bits=0.0),
-    "+skip 0.5 bit (default)": D,
+    "+ngram (linear mixer)": EnsembleParams(bias_lr=0.0, mixer=MIXER_LINEAR, mix_lr=0.5, skip_bits=0.0,
+                                            shared_lanes=False),
+    "+bias": EnsembleParams(ngram_order=0, mixer=MIXER_LINEAR, skip_bits=0.0, shared_lanes=False),
+    "+ngram +bias linear (Hedge) mixer": EnsembleParams(mixer=MIXER_LINEAR, mix_lr=0.5, skip_bits=0.0,
+                                                        shared_lanes=False),
+    "+ngram +bias geometric mixer": EnsembleParams(skip_bits=0.0, shared_lanes=False),
+    "+skip 0.5 bit": EnsembleParams(shared_lanes=False),
+    "+skip 0.5 bit (default)": EnsembleParams(shared_lanes=False),  # name used by the first runs
+    "+shared heads (default)": D,
     "+skip 1.5 bits": EnsembleParams(skip_bits=1.5),
 }
 DEFAULT_CONFIGS = ["llm-only", "+ngram (linear mixer)", "+bias", "+ngram +bias linear (Hedge) mixer",
-                   "+ngram +bias geometric mixer", "+skip 0.5 bit (default)"]
+                   "+ngram +bias geometric mixer", "+skip 0.5 bit", "+shared heads (default)"]
 
 
 @click.command()

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import find_corpora  # noqa: E402
 from nacrith.codec import Options, Session, compress, decompress  # noqa: E402
+from nacrith.ensemble import EnsembleParams  # noqa: E402
 from nacrith.lanes import Window  # noqa: E402
 from nacrith.model import LlamaContext  # noqa: E402
 
@@ -69,17 +70,56 @@ def main():
 @click.option("--bytes", "nbytes", default=16000, show_default=True, help="Prefix of each file.")
 @click.option("--lanes", default="1,2,4,8,16,32", show_default=True)
 @click.option("--workers", default="1,2", show_default=True)
-def grid(files, nbytes, lanes, workers):
-    """bpb and tokens/s for lanes x workers (threads = cores / workers)."""
+@click.option("--heads", default="shared,independent", show_default=True,
+              help="Lane heads: shared (one process per frame) and/or independent (lanes split over workers).")
+def grid(files, nbytes, lanes, workers, heads):
+    """bpb and tokens/s for lanes x workers (threads = cores / workers), with the lanes' ensemble
+    heads shared or independent. Shared heads keep a frame's lanes in one process, so they are
+    run with one worker only."""
     cores = len(os.sched_getaffinity(0))
-    for w in map(int, workers.split(",")):
-        session = Session(workers=w, threads=max(1, cores // w))
-        for path in files:
-            data = Path(path).read_bytes()[:nbytes]
-            for L in map(int, lanes.split(",")):
-                run(session, path, data, Options(max_lanes=L, min_lane_tokens=1),
-                    dict(suite="grid", lanes=L, workers=w))
-        session.close()
+    for h in heads.split(","):
+        ens = EnsembleParams(shared_lanes=h == "shared")
+        for w in map(int, workers.split(",")):
+            if h == "shared" and w > 1:
+                continue
+            session = Session(workers=w, threads=max(1, cores // w))
+            for path in files:
+                data = Path(path).read_bytes()[:nbytes]
+                for L in map(int, lanes.split(",")):
+                    if w > L:
+                        continue
+                    run(session, path, data, Options(ensemble=ens, max_lanes=L, min_lane_tokens=1),
+                        dict(suite="grid", lanes=L, workers=w, heads=h))
+            session.close()
+
+
+@main.command()
+def table():
+    """Print the recorded rows (bench/results/lanes.jsonl) as Markdown tables."""
+    rows = [json.loads(x) for x in OUT.read_text().splitlines() if x.strip()]
+    grid_rows = [r for r in rows if r.get("suite") == "grid"]
+    if grid_rows:
+        print("| file (bytes) | heads | workers | lanes | bpb | compress tok/s | decompress tok/s | peak RSS MB/process |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in grid_rows:
+            print(f"| {r['file']} ({r['bytes']}) | {r.get('heads', 'independent')} | {r['workers']} | {r['lanes']} | "
+                  f"{r['bpb']} | {r['enc_tok_s']} | {r['dec_tok_s']} | {r['peak_rss_mb_per_process']} |")
+    win = [r for r in rows if r.get("suite") == "window"]
+    if win:
+        print()
+        print("| file (bytes) | window | sink | slide | bpb | compress tok/s | decompress tok/s |")
+        print("|---|---|---|---|---|---|---|")
+        for r in win:
+            print(f"| {r['file']} ({r['bytes']}) | {r['window']} | {r['sink']} | {r['slide']} | {r['bpb']} | "
+                  f"{r['enc_tok_s']} | {r['dec_tok_s']} |")
+    sl = [r for r in rows if r.get("suite") == "slide"]
+    if sl:
+        print()
+        print("| window | slide | seconds per slide | seconds to re-evaluate the kept window | one decode step, s |")
+        print("|---|---|---|---|---|")
+        for r in sl:
+            print(f"| {r['window']} | {r['slide']} | {r['seconds_per_slide']} | {r['seconds_reevaluate_kept']} | "
+                  f"{r['step_seconds']} |")
 
 
 @main.command()
