@@ -36,8 +36,8 @@ CONFIGS = {
     "+ngram +bias linear (Hedge) mixer": EnsembleParams(mixer=MIXER_LINEAR, mix_lr=0.5, skip_bits=0.0,
                                                         shared_lanes=False),
     "+ngram +bias geometric mixer": EnsembleParams(skip_bits=0.0, shared_lanes=False),
-    "+skip 0.5 bit": EnsembleParams(shared_lanes=False),
-    "+skip 0.5 bit (default)": EnsembleParams(shared_lanes=False),  # name used by the first runs
+    "+skip 0.5 bit": EnsembleParams(skip_bits=0.5, shared_lanes=False),
+    "+skip 0.5 bit (default)": EnsembleParams(skip_bits=0.5, shared_lanes=False),  # first runs' name
     "+shared heads (default)": D,
     "+skip 1.5 bits": EnsembleParams(skip_bits=1.5),
 }

@@ -50,7 +50,7 @@ class EnsembleParams:
     mixer: int = MIXER_GEOMETRIC
     mix_lr: float = 0.002
     mix_init: float = 0.85
-    skip_bits: float = 0.5
+    skip_bits: float = 0.0  # measured: 0.5 bit skips 1.8 % of tokens, +0.08 % size, no speed-up
     shared_lanes: bool = True
 
     def __post_init__(self):

@@ -29,9 +29,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench.common import find_corpora  # noqa: E402
-from mutate import mutate  # noqa: E402
+from mutate import llm_stream, mutate  # noqa: E402
 from nacrith.codec import Options, Session, compress, decompress  # noqa: E402
 from nacrith.errors import NacrithError  # noqa: E402
+from nacrith.ensemble import EnsembleParams  # noqa: E402
 from nacrith.lanes import Window  # noqa: E402
 
 
@@ -55,6 +56,7 @@ def seeds(session: Session) -> list[tuple[str, bytes, bytes]]:
         ("llm-fields", fields[:120], Options()),
         ("llm-escapes", b"caf\xe9 \x04 na\xefve text \xff here", Options()),
         ("llm-lanes-slide", alice[9000:9200], small),
+        ("llm-skip", b"the cat sat on the mat. " * 6, Options(ensemble=EnsembleParams(skip_bits=2.0))),
         ("hybrid", alice[100:260] + binary[:200] + alice[500:600], Options(frame_size=128)),
         ("zstd", xls[:4000], Options()),
         ("lzma-or-zstd", binary[:3000], Options()),
@@ -63,7 +65,8 @@ def seeds(session: Session) -> list[tuple[str, bytes, bytes]]:
     ]
     out = []
     for name, data, opts in items:
-        blob = compress(data, session, opts)
+        # the short text seeds are forced onto the LLM path (compress would pick zstd for them)
+        blob = llm_stream(data, session, opts) if name.startswith("llm") else compress(data, session, opts)
         assert decompress(blob, session) == data
         out.append((name, data, blob))
     return out

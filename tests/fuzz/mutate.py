@@ -5,7 +5,23 @@ from __future__ import annotations
 
 import random
 
-from nacrith.container import MAGIC
+from nacrith.container import (FRAME_LLM, MAGIC, StreamHeader, total_hasher, write_end,
+                               write_frame)
+
+
+def llm_stream(data: bytes, session, options) -> bytes:
+    """A valid stream whose single data frame is an LLM frame, even where stored or zstd would
+    be smaller (short inputs), so that fuzzing reaches the LLM decoder. Raises ValueError when
+    ``data`` cannot take the LLM path."""
+    from nacrith.codec import encode_llm_frame
+
+    payload = encode_llm_frame(session, data, options)
+    if payload is None:
+        raise ValueError("input does not take the LLM path")
+    h = total_hasher()
+    h.update(data)
+    return (StreamHeader(options.frame_size).encode() + session.params(options).encode()
+            + write_frame(FRAME_LLM, data, payload) + write_end(len(data), h.digest()))
 
 
 def mutate(blob: bytes, rng: random.Random, other: bytes | None = None) -> tuple[str, bytes]:
