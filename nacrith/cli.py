@@ -27,8 +27,7 @@ from contextlib import contextmanager
 import click
 
 from . import __version__
-from .codec import (GUARD_SLACK, FrameDecoder, Options, Session, StreamEncoder, binary_stream, iter_frames,
-                    zstd_reference_size)
+from .codec import FrameDecoder, Options, Session, StreamEncoder, iter_frames, smaller_binary_stream
 from .container import FRAME_LLM, FRAME_NAMES, read_header, read_llm_payload
 from .ensemble import LLM_ONLY, MIXER_NAMES, EnsembleParams
 from .errors import NacrithError
@@ -188,14 +187,13 @@ def _compress_one(job: Job, name: str, opts: Options) -> None:
             dst.write(blob)
             n_out += len(blob)
             if out != "-" and name != "-" and n_in <= GUARD_MAX:
-                # never much worse than zstd: compare with zstd -19 of the whole file (files up
-                # to GUARD_MAX bytes, so memory stays bounded; larger ones rely on per-frame choice)
+                # never worse than whole-file zstd -19 / xz -9e (files up to GUARD_MAX bytes,
+                # so memory stays bounded; larger ones rely on the per-frame choice)
                 with open(name, "rb") as f:
-                    data = f.read()
-                if n_out > zstd_reference_size(data) + GUARD_SLACK:
+                    blob = smaller_binary_stream(f.read(), n_out)
+                if blob is not None:
                     dst.seek(0)
                     dst.truncate()
-                    blob = binary_stream(data)
                     dst.write(blob)
                     n_out = len(blob)
     finally:

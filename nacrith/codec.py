@@ -497,8 +497,9 @@ def compress(data: bytes, session: Session, options: Options = Options(),
     """Compress ``data`` into one nacrith stream (bytes).
 
     Text runs go to the LLM (untokenisable bytes escaped), binary runs to zstd / lzma / stored,
-    chosen per frame by size; if the result exceeds ``zstd -19`` of the whole input by more than
-    64 bytes, a binary-only stream is returned instead.
+    chosen per frame by size; when a binary-only stream of the whole input (the smallest of
+    zstd -19, xz -9e and stored per frame) is smaller, that is returned instead, so the result is
+    never more than a few bytes of framing over the better of zstd -19 and xz -9e.
 
     Args:
         data: the input.
@@ -510,11 +511,23 @@ def compress(data: bytes, session: Session, options: Options = Options(),
     """
     enc = StreamEncoder(session, options, progress, stats)
     out = enc.feed(data) + enc.finish()
-    if data and len(out) > zstd_reference_size(data) + GUARD_SLACK:
-        out = binary_stream(data)
+    alt = smaller_binary_stream(data, len(out))
+    if alt is not None:
+        out = alt
         if stats is not None:
             stats["fallback"] = True
     return out
+
+
+def smaller_binary_stream(data: bytes, size: int) -> bytes | None:
+    """``binary_stream(data)`` when it is smaller than ``size`` bytes, else None. A hybrid stream
+    loses to it when its binary runs, compressed apart, do worse than the whole input at once;
+    since that stream is at most a few bytes of framing over the better of zstd -19 and xz -9e,
+    this bounds every output."""
+    if not data:
+        return None
+    alt = binary_stream(data)
+    return alt if len(alt) < size else None
 
 
 def iter_frames(data: bytes):
