@@ -573,10 +573,7 @@ def decode_frame(session: Session, fr: FrameHeader, out_offset: int = 0,
     if fr.kind == FRAME_STORED:
         raw = bytes(fr.payload)
     elif fr.kind == FRAME_ZSTD:
-        try:
-            raw = zstandard.ZstdDecompressor().decompress(bytes(fr.payload), max_output_size=fr.raw_size)
-        except zstandard.ZstdError as e:
-            raise FormatError(f"frame at offset {fr.offset}: corrupt zstd payload ({e})") from None
+        raw = _zstd_decompress(fr)
     elif fr.kind == FRAME_LZMA:
         raw = _lzma_decompress(fr)
     else:
@@ -587,6 +584,20 @@ def decode_frame(session: Session, fr: FrameHeader, out_offset: int = 0,
     if progress and fr.kind != FRAME_LLM:
         progress(len(raw))
     return raw
+
+
+def _zstd_decompress(fr: FrameHeader) -> bytes:
+    payload = bytes(fr.payload)
+    try:
+        # the zstd frame header may declare a content size, which zstandard would allocate
+        # before decoding: it must be the frame's raw size (or absent)
+        declared = zstandard.frame_content_size(payload)
+        if declared not in (-1, fr.raw_size):
+            raise FormatError(f"frame at offset {fr.offset}: zstd payload declares {declared} bytes, "
+                              f"the frame {fr.raw_size}")
+        return zstandard.ZstdDecompressor().decompress(payload, max_output_size=fr.raw_size)
+    except zstandard.ZstdError as e:
+        raise FormatError(f"frame at offset {fr.offset}: corrupt zstd payload ({e})") from None
 
 
 def _lzma_decompress(fr: FrameHeader) -> bytes:

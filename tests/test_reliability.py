@@ -13,8 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from nacrith.codec import Options, Session, compress, decompress, iter_frames
-from nacrith.container import FRAME_LLM, StreamHeader, frame_checksum, total_hasher, varint, write_end
-from nacrith.errors import NacrithError
+from nacrith.container import (FRAME_LLM, FRAME_ZSTD, StreamHeader, frame_checksum, total_hasher, varint,
+                               write_end, write_frame)
+from nacrith.errors import FormatError, NacrithError
 from nacrith.lanes import Window
 
 from .conftest import corpus
@@ -103,3 +104,17 @@ def test_garbage_and_foreign_inputs(session):
         blob = StreamHeader(1 << 20).encode() + bytes(rng.randrange(256) for _ in range(rng.randrange(80)))
         with pytest.raises(NacrithError):
             decompress(blob, session)
+
+
+def test_zstd_payload_declaring_a_huge_content_size_is_rejected(session):
+    """A zstd frame header (RFC 8878) whose content size field claims 2**50 bytes: zstandard
+    would try to allocate that before decoding; the decoder must refuse it instead."""
+    raw = b"a" * 64
+    zstd_frame = (b"\x28\xb5\x2f\xfd" + bytes([0xE0]) + (1 << 50).to_bytes(8, "little")
+                  + bytes([0x03, 0x02, 0x00]) + b"a")  # 8-byte size field; last block, RLE x 64
+    h = total_hasher()
+    h.update(raw)
+    blob = (StreamHeader(1 << 20).encode() + write_frame(FRAME_ZSTD, raw, zstd_frame)
+            + write_end(len(raw), h.digest()))
+    with pytest.raises(FormatError, match="declares"):
+        decompress(blob, session)
