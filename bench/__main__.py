@@ -101,7 +101,8 @@ def run_file(session: Session, opts: Options, path: Path, max_bytes: int | None)
     t2 = time.perf_counter()
     if not ok:
         raise SystemExit(f"{path}: ROUND TRIP FAILED")
-    tokens = stats.get("tokens", 0)
+    # tokens of the LLM frames written (none when the whole input fell back to binary frames)
+    tokens = 0 if stats.get("fallback") else stats.get("tokens", 0)
     row["nacrith"] = dict(size=len(blob), bpb=round(8 * len(blob) / max(len(data), 1), 4),
                           compress_s=round(t1 - t0, 2), decompress_s=round(t2 - t1, 2), tokens=tokens,
                           compress_tok_s=round(tokens / (t1 - t0), 1) if tokens else None,

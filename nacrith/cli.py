@@ -140,7 +140,8 @@ class Job:
     def options(self) -> Options:
         ens = LLM_ONLY if self.llm_only else EnsembleParams(
             self.ngram_order, self.ngram_bits, self.ngram_kappa, self.bias_lr,
-            {v: k for k, v in MIXER_NAMES.items()}[self.mixer], self.mix_lr, self.mix_init, self.skip_bits)
+            {v: k for k, v in MIXER_NAMES.items()}[self.mixer], self.mix_lr, self.mix_init, self.skip_bits,
+            self.shared_heads)
         return Options(window=Window(self.window, self.sink, self.slide), ensemble=ens,
                        frame_size=self.frame_size, max_lanes=self.lanes, min_lane_tokens=self.lane_tokens)
 
@@ -431,6 +432,8 @@ def _options(f):
                      help="Initial LLM weight of the mixer."),
         click.option("--skip-bits", type=click.FloatRange(0, 64, max_open=True), default=_E.skip_bits,
                      show_default=True, help="Skip the LLM when the n-gram entropy is below this (0: never)."),
+        click.option("--shared-heads/--lane-heads", default=_E.shared_lanes, show_default=True,
+                     help="The lanes of a frame share one set of ensemble heads, or each lane has its own."),
     ]
     for o in reversed(opts):
         f = o(f)

@@ -181,3 +181,18 @@ def test_rm_removes_input_only_after_verified_write(runner, tmp_path, text):
     assert not a.exists() and (tmp_path / "r.txt.nc").exists()
     r = runner.invoke(cli.main, ["-d", "-q", "--rm", str(tmp_path / "r.txt.nc")])
     assert r.exit_code == 0 and a.read_bytes() == text[:300] and not (tmp_path / "r.txt.nc").exists()
+
+
+def test_ensemble_flags_are_recorded_and_decode_without_flags(runner, tmp_path, text):
+    src = tmp_path / "e.txt"
+    src.write_bytes(text)
+    r = runner.invoke(cli.main, ["-q", "--lane-heads", "--ngram-order", "2", "--mixer", "linear",
+                                 "--mix-lr", "0.4", "--skip-bits", "1", "--lanes", "2", "--lane-tokens", "40",
+                                 str(src)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(cli.main, ["-l", str(tmp_path / "e.txt.nc")])
+    assert r.exit_code == 0
+    assert "n-gram 1..2" in r.stdout and "linear mixer lr 0.4" in r.stdout and "skip < 1 bits" in r.stdout
+    assert "shared" not in r.stdout
+    r = runner.invoke(cli.main, ["-dc", str(tmp_path / "e.txt.nc")])  # no ensemble flags given
+    assert r.exit_code == 0 and r.stdout_bytes == text
