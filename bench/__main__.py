@@ -63,6 +63,13 @@ PUBLISHED = [
 ]
 
 
+# tables other scripts write (bench/ensemble.py --table, bench/lanes.py table, ...)
+EXTRA_TABLES = [("Ensemble ablation, full alice29.txt (bench/ensemble.py)", "ensemble.md"),
+                ("Lanes, KV window, slides (bench/lanes.py)", "lanes.md"),
+                ("Stray bytes inside prose (bench/anybytes.py)", "anybytes.md"),
+                ("Streaming memory (bench/stream.py)", "stream.md")]
+
+
 def machine() -> dict:
     cpu = cpu_model()
     import llama_cpp
@@ -280,6 +287,17 @@ def readme():
         parts.append(markdown(doc))
         parts.append(f"Source: `bench/results/{p.name}`, plot `bench/results/{p.with_suffix('.png').name}`; "
                      f"backend `{doc['backend']}`.\n")
+    for title, name in EXTRA_TABLES:
+        if (RESULTS / name).exists():
+            parts += [f"### {title}", "", (RESULTS / name).read_text().strip(), "",
+                      f"Source: `bench/results/{name}`.", ""]
+    fuzz = RESULTS / "fuzz.json"
+    if fuzz.exists():
+        f = json.loads(fuzz.read_text())
+        parts += ["### Decode fuzzing (tests/fuzz/campaign.py)", "",
+                  f"{f['inputs']} mutated files ({f['date']}): {f['outcomes']}; crashes {f['crashes']}, "
+                  f"hangs {f['hangs']}, silent wrong outputs {f['silent_wrong_outputs']}. "
+                  "Source: `bench/results/fuzz.json`.", ""]
     parts += ["Published results, for context (not measured here):", "", published_table(),
               "<!-- results:end -->"]
     readme_path = ROOT / "README.md"

@@ -93,11 +93,18 @@ def print_table() -> None:
         latest[(r["file"], r["config"])] = r
     print("| file | configuration | bpb | vs LLM only | compress tok/s | decompress tok/s | skipped | peak RSS MB |")
     print("|---|---|---|---|---|---|---|---|")
+    notes: list[str] = []
     for (f, c), r in latest.items():
         base = latest.get((f, "llm-only"))
         rel = f"{100 * (r['bpb'] / base['bpb'] - 1):+.2f} %" if base else ""
-        print(f"| {f} | {c} | {r['bpb']:.4f} | {rel} | {r['enc_tok_s']} | {r['dec_tok_s']} | "
+        mark = ""
+        if r.get("note"):
+            notes += [] if r["note"] in notes else [r["note"]]
+            mark = " " + "*" * (notes.index(r["note"]) + 1)
+        print(f"| {f} | {c}{mark} | {r['bpb']:.4f} | {rel} | {r['enc_tok_s']} | {r['dec_tok_s']} | "
               f"{r['skipped_pct']} % | {r['peak_rss_mb']} |")
+    for i, n in enumerate(notes):
+        print(f"\n{'*' * (i + 1)} {n}")
 
 
 if __name__ == "__main__":

@@ -52,6 +52,19 @@ def main(path, sizes, frame_size):
             f.write(json.dumps(row) + "\n")
         if not row["identical"]:
             raise SystemExit("round trip through the pipe failed")
+    write_table()
+
+
+def write_table() -> None:
+    """bench/results/stream.md from the recorded rows."""
+    res = ROOT / "bench" / "results"
+    rows = [json.loads(x) for x in (res / "stream.jsonl").read_text().splitlines() if x.strip()]
+    out = ["| input | bytes | frame size | identical | compress peak RSS MB | decompress peak RSS MB | seconds |",
+           "|---|---:|---:|---|---:|---:|---:|"]
+    out += [f"| {r['file']} | {r['bytes']} | {r['frame_size']} | {r['identical']} | {r['compress_peak_rss_mb']} | "
+            f"{r['decompress_peak_rss_mb']} | {r['seconds']} |" for r in rows]
+    out.append("\n`cat FILE | nacrith -c | nacrith -dc | cmp - FILE` (bench/stream.py; both processes run at once).")
+    (res / "stream.md").write_text("\n".join(out) + "\n")
 
 
 if __name__ == "__main__":
