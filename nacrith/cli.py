@@ -48,8 +48,21 @@ class CliWarning(Exception):
     """A skipped file (gzip's warning): printed as one line, exit code 2 unless an error occurs."""
 
 
+_TEMPS: set[str] = set()  # temporary outputs being written
+_CURRENT = ["-"]  # the input being processed, for the interrupt message
+
+
 def _on_signal(signum, frame):
-    raise KeyboardInterrupt
+    """SIGINT / SIGTERM: remove the temporary outputs and exit at once, as gzip does. Raising
+    KeyboardInterrupt instead is not enough: it waits for the running C call (a llama.cpp batch)
+    and is swallowed when it lands in a finaliser, leaving the process compressing on."""
+    for tmp in list(_TEMPS):
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+    os.write(2, f"nacrith: {_CURRENT[0]}: interrupted, no output written\n".encode(errors="replace"))
+    os._exit(128 + signum)
 
 
 @contextmanager
@@ -59,6 +72,7 @@ def atomic_output(path: str, force: bool, like: str | None = None):
         raise CliError(f"{path}: already exists (use -f to overwrite)")
     d = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
+    _TEMPS.add(tmp)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -76,6 +90,8 @@ def atomic_output(path: str, force: bool, like: str | None = None):
         except OSError:
             pass
         raise
+    finally:
+        _TEMPS.discard(tmp)
 
 
 @contextmanager
@@ -343,9 +359,10 @@ def run(job: Job, mode: str, files: list[str]) -> None:
         except ValueError as e:
             raise click.UsageError(str(e))
     status = 0
-    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM,)}
+    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         for name in files:
+            _CURRENT[0] = name
             try:
                 if mode == "z":
                     _compress_one(job, name, opts)
