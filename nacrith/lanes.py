@@ -65,13 +65,7 @@ def encode_lanes(ctx: LlamaContext, lanes: Sequence[np.ndarray], bos: int, windo
             (k, n_vocab) predicting ``lanes[lane][t0:t0+k]``, in increasing ``t0`` per lane.
             The array is only valid during the call.
     """
-    if len(lanes) > ctx.n_seq or window.size > ctx.n_ctx_seq:
-        raise ValueError("context too small for these lanes / window")
-    ctx.clear()
-    lens = [len(x) for x in lanes]
-    T = max(lens, default=0)
-    inputs = [np.concatenate([np.array([bos], np.int32), np.asarray(x[:-1], np.int32)]) if len(x) else x
-              for x in lanes]
+    lens, T, inputs = _start(ctx, lanes, bos, window)
     nb = ctx.n_batch
     t = 0
     n_past = 0
@@ -106,13 +100,7 @@ def encode_lanes_lockstep(ctx: LlamaContext, lanes: Sequence[np.ndarray], bos: i
     predicting ``lanes[lane][t]``} for every lane active at step ``t``, in increasing ``t``.
     Needed when lanes share state (the heads), so that both sides update it in the same order.
     """
-    if len(lanes) > ctx.n_seq or window.size > ctx.n_ctx_seq:
-        raise ValueError("context too small for these lanes / window")
-    ctx.clear()
-    lens = [len(x) for x in lanes]
-    T = max(lens, default=0)
-    inputs = [np.concatenate([np.array([bos], np.int32), np.asarray(x[:-1], np.int32)]) if len(x) else x
-              for x in lanes]
+    lens, T, inputs = _start(ctx, lanes, bos, window)
     t = 0
     n_past = 0
     while t < T:
@@ -203,6 +191,18 @@ def decode_lanes(ctx: LlamaContext, lengths: Sequence[int], bos: int, window: Wi
             out[l][t] = choose(l, logits[row[l]] if l in row else None)
         n_past += 1
     return out
+
+
+def _start(ctx: LlamaContext, lanes: Sequence[np.ndarray], bos: int, window: Window):
+    """Check the context, empty it; returns (lane lengths, steps, each lane's input tokens:
+    ``bos`` then the lane's tokens shifted by one)."""
+    if len(lanes) > ctx.n_seq or window.size > ctx.n_ctx_seq:
+        raise ValueError("context too small for these lanes / window")
+    ctx.clear()
+    lens = [len(x) for x in lanes]
+    inputs = [np.concatenate([np.array([bos], np.int32), np.asarray(x[:-1], np.int32)]) if len(x) else x
+              for x in lanes]
+    return lens, max(lens, default=0), inputs
 
 
 def _feed(ctx: LlamaContext, items: list[tuple[int, int, int, bool]]) -> np.ndarray:
