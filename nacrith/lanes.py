@@ -67,13 +67,7 @@ def encode_lanes(ctx: LlamaContext, lanes: Sequence[np.ndarray], bos: int, windo
     """
     lens, T, inputs = _start(ctx, lanes, bos, window)
     nb = ctx.n_batch
-    t = 0
-    n_past = 0
-    while t < T:
-        if n_past == window.size:
-            _slide(ctx, [l for l in range(len(lanes)) if lens[l] > t], window)
-            n_past -= window.slide
-        t_end = min(T, t + window.size - n_past)
+    for t, t_end, n_past in _rounds(ctx, lens, T, window):
         # pieces (lane, first step, last step) of this round, packed into batches
         pieces = [(l, t, min(t_end, lens[l])) for l in range(len(lanes)) if lens[l] > t]
         batch: list[tuple[int, int, int]] = []
@@ -89,8 +83,6 @@ def encode_lanes(ctx: LlamaContext, lanes: Sequence[np.ndarray], bos: int, windo
                     batch, used = [], 0
         if batch:
             _run_batch(ctx, batch, inputs, n_past, t, consume)
-        n_past += t_end - t
-        t = t_end
 
 
 def encode_lanes_lockstep(ctx: LlamaContext, lanes: Sequence[np.ndarray], bos: int, window: Window,
@@ -101,22 +93,13 @@ def encode_lanes_lockstep(ctx: LlamaContext, lanes: Sequence[np.ndarray], bos: i
     Needed when lanes share state (the heads), so that both sides update it in the same order.
     """
     lens, T, inputs = _start(ctx, lanes, bos, window)
-    t = 0
-    n_past = 0
-    while t < T:
-        if n_past == window.size:
-            _slide(ctx, [l for l in range(len(lanes)) if lens[l] > t], window)
-            n_past -= window.slide
-        t_end = min(T, t + window.size - n_past)
+    for t, t_end, n_past in _rounds(ctx, lens, T, window):
         s = t
         while s < t_end:
             active = [l for l in range(len(lanes)) if lens[l] > s]
             k = max(1, min(t_end - s, ctx.n_batch // max(1, len(active))))
             batch = [(l, s, min(s + k, lens[l])) for l in active]
-            toks = np.concatenate([inputs[l][a:b] for l, a, b in batch])
-            pos = np.concatenate([np.arange(n_past + a - t, n_past + b - t, dtype=np.int32) for l, a, b in batch])
-            seqs = np.concatenate([np.full(b - a, l, np.int32) for l, a, b in batch])
-            logits = ctx.decode(toks, pos, seqs)
+            logits = ctx.decode(*_batch_arrays(batch, inputs, n_past, t))
             offsets, row = {}, 0
             for l, a, b in batch:
                 offsets[l] = (row, b)
@@ -124,16 +107,20 @@ def encode_lanes_lockstep(ctx: LlamaContext, lanes: Sequence[np.ndarray], bos: i
             for u in range(s, s + k):
                 on_step(u, {l: logits[r + u - s] for l, (r, b) in offsets.items() if u < b})
             s += k
-        n_past += t_end - t
-        t = t_end
 
 
-def _run_batch(ctx, batch, inputs, n_past, t_round, consume):
+def _batch_arrays(batch, inputs, n_past, t_round):
+    """(tokens, positions, sequence ids) int32 arrays of the pieces (lane, first step, end step)
+    of a round that starts at step ``t_round`` at KV position ``n_past``."""
     toks = np.concatenate([inputs[l][a:b] for l, a, b in batch])
     pos = np.concatenate([np.arange(n_past + a - t_round, n_past + b - t_round, dtype=np.int32)
                           for l, a, b in batch])
     seqs = np.concatenate([np.full(b - a, l, np.int32) for l, a, b in batch])
-    logits = ctx.decode(toks, pos, seqs)
+    return toks, pos, seqs
+
+
+def _run_batch(ctx, batch, inputs, n_past, t_round, consume):
+    logits = ctx.decode(*_batch_arrays(batch, inputs, n_past, t_round))
     row = 0
     for l, a, b in batch:
         consume(l, a, logits[row:row + b - a])
@@ -203,6 +190,21 @@ def _start(ctx: LlamaContext, lanes: Sequence[np.ndarray], bos: int, window: Win
     inputs = [np.concatenate([np.array([bos], np.int32), np.asarray(x[:-1], np.int32)]) if len(x) else x
               for x in lanes]
     return lens, max(lens, default=0), inputs
+
+
+def _rounds(ctx: LlamaContext, lens: Sequence[int], T: int, window: Window):
+    """The encoders' rounds: yields (first step, end step, KV position of the first step),
+    sliding the window of the lanes still active before a round that would overflow it."""
+    t = 0
+    n_past = 0
+    while t < T:
+        if n_past == window.size:
+            _slide(ctx, [l for l in range(len(lens)) if lens[l] > t], window)
+            n_past -= window.slide
+        t_end = min(T, t + window.size - n_past)
+        yield t, t_end, n_past
+        n_past += t_end - t
+        t = t_end
 
 
 def _feed(ctx: LlamaContext, items: list[tuple[int, int, int, bool]]) -> np.ndarray:
