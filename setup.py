@@ -11,7 +11,7 @@ setup(
         Extension(
             "nacrith._native",
             sources=["native/nacrith_native.c"],
-            depends=["native/ensemble.c"],
+            depends=["native/ensemble.c", "native/simd.c"],
             extra_compile_args=["-O3", "-std=c99", "-ffp-contract=off", "-fno-fast-math", "-fno-trapping-math",
                                 "-fexcess-precision=standard", "-Wall", "-Wno-unused-parameter"],
         )

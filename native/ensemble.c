@@ -193,6 +193,9 @@ static int conf_bucket(double pmax) {
 
 /* sum of W[i] * x_i, x_i = z_i + b_i - M, in four interleaved partial sums (like sum4) */
 static double dot4(const double *W, const float *z, const double *bias, double M, Py_ssize_t n) {
+#ifdef NACRITH_AVX2
+    if (use_simd) return dot4_avx2(W, z, bias, M, n);
+#endif
     double s[4] = {0.0, 0.0, 0.0, 0.0};
     for (Py_ssize_t i = 0; i < n; i++) {
         double x = ((double)z[i] + (bias ? bias[i] : 0.0)) - M;
@@ -202,13 +205,18 @@ static double dot4(const double *W, const float *z, const double *bias, double M
 }
 
 static double max_u(const float *z, const double *bias, Py_ssize_t n) {
-    if (!bias) return max_logit(z, n);
-    double M = (double)z[0] + bias[0];
-    for (Py_ssize_t i = 1; i < n; i++) {
-        double v = (double)z[i] + bias[i];
-        if (v > M) M = v;
-    }
-    return M;
+#ifdef NACRITH_AVX2
+    if (use_simd) return max_u_avx2(z, bias, n);
+#endif
+    return max_u_scalar(z, bias, n);
+}
+
+/* b_i -= k e_i */
+static void bias_update(double *b, const double *e, double k, Py_ssize_t n) {
+#ifdef NACRITH_AVX2
+    if (use_simd) { bias_update_avx2(b, e, k, n); return; }
+#endif
+    for (Py_ssize_t i = 0; i < n; i++) b[i] -= k * e[i];
 }
 
 /* Append the escape symbol (index n) to the final weights and quantise n + 1 symbols:
@@ -396,11 +404,8 @@ static void lm_update(LaneModelObject *m, const float *logits, int32_t y) {
         }
         if (m->h->bias) {
             /* b -= lr (L' - onehot_y) */
-            const double k = m->bias_lr * invZ;
-            double *b = m->h->bias;
-            const double *e = m->e;
-            for (Py_ssize_t i = 0; i < n; i++) b[i] -= k * e[i];
-            b[y] += m->bias_lr;
+            bias_update(m->h->bias, m->e, m->bias_lr * invZ, n);
+            m->h->bias[y] += m->bias_lr;
         }
     }
     if (m->ng_order > 0) ng_update(m, y);

@@ -61,8 +61,8 @@ static inline double det_exp(double x) {
 
 /* out[i] = E(a * x_i + c) with x_i = z_i + bias_i - M (bias may be NULL), 0 where the argument
    is below the cutoff or NaN. Element-wise, vectorisable. */
-static void exp_pass(const float *z, const double *bias, double M, double a, double c,
-                     Py_ssize_t n, double *out) {
+static void exp_pass_scalar(const float *z, const double *bias, double M, double a, double c,
+                            Py_ssize_t n, double *out) {
     if (bias) {
         for (Py_ssize_t i = 0; i < n; i++) {
             double y = a * (((double)z[i] + bias[i]) - M) + c;
@@ -80,7 +80,7 @@ static void exp_pass(const float *z, const double *bias, double M, double a, dou
 
 /* Sum in a fixed order: four interleaved partial sums s_j = w[j] + w[j+4] + ... (in index
    order), then (s0 + s1) + (s2 + s3). Part of the format (codec/FORMAT.md). */
-static double sum4(const double *w, Py_ssize_t n) {
+static double sum4_scalar(const double *w, Py_ssize_t n) {
     double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
     Py_ssize_t i = 0;
     for (; i + 4 <= n; i += 4) {
@@ -95,12 +95,38 @@ static double sum4(const double *w, Py_ssize_t n) {
     return (s0 + s1) + (s2 + s3);
 }
 
-static double max_logit(const float *logits, Py_ssize_t n) {
-    float m = logits[0];
-    for (Py_ssize_t i = 1; i < n; i++)
-        if (logits[i] > m) m = logits[i];
-    return (double)m;
+/* z_i + b_i, or z_i without a bias (no "+ 0.0", which would turn -0.0 into +0.0) */
+#define U_AT(z, bias, i) ((bias) ? (double)(z)[i] + (bias)[i] : (double)(z)[i])
+
+/* max of z_i + b_i (b may be NULL): the first strict maximum, NaN ignored unless at index 0 */
+static double max_u_scalar(const float *z, const double *bias, Py_ssize_t n) {
+    double M = U_AT(z, bias, 0);
+    for (Py_ssize_t i = 1; i < n; i++) {
+        double v = U_AT(z, bias, i);
+        if (v > M) M = v;
+    }
+    return M;
 }
+
+/* counts f_i of quantise() into cdf[1..n]; returns their total, the largest count in *best_f and
+   its first index in *best */
+static uint64_t quantise_counts_scalar(const double *w, double scale, uint32_t spare, Py_ssize_t n,
+                                       uint32_t *cdf, Py_ssize_t *best, uint32_t *best_f) {
+    uint64_t total = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double v = w[i] * scale;
+        uint32_t f;
+        if (!(v > 0.0)) f = 1; /* also catches NaN */
+        else if (v >= (double)spare) f = spare + 1;
+        else f = 1 + (uint32_t)v;
+        cdf[i + 1] = f;
+        total += f;
+        if (f > *best_f) { *best_f = f; *best = i; }
+    }
+    return total;
+}
+
+#include "simd.c"
 
 /* Unnormalised softmax weights w[i] = exp(l[i] - max l), 0 below the cutoff. Returns sum. */
 static double softmax_weights(const float *logits, Py_ssize_t n, double *w) {
@@ -128,16 +154,11 @@ static int quantise(const double *w, double sum, Py_ssize_t n, uint32_t *cdf) {
         total = (uint64_t)n;
     } else {
         const double scale = (double)spare / sum;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            double v = w[i] * scale;
-            uint32_t f;
-            if (!(v > 0.0)) f = 1; /* also catches NaN */
-            else if (v >= (double)spare) f = spare + 1;
-            else f = 1 + (uint32_t)v;
-            cdf[i + 1] = f;
-            total += f;
-            if (f > best_f) { best_f = f; best = i; }
-        }
+#ifdef NACRITH_AVX2
+        if (use_simd) total = quantise_counts_avx2(w, scale, spare, n, cdf, &best, &best_f);
+        else
+#endif
+        total = quantise_counts_scalar(w, scale, spare, n, cdf, &best, &best_f);
     }
     if (total < CDF_TOTAL) {
         cdf[best + 1] += (uint32_t)(CDF_TOTAL - total);
@@ -642,7 +663,18 @@ static PyObject *py_det_exp(PyObject *self, PyObject *arg) {
     return PyFloat_FromDouble(det_exp(x));
 }
 
+static PyObject *py_set_simd(PyObject *self, PyObject *arg) {
+    int on = PyObject_IsTrue(arg);
+    if (on < 0) return NULL;
+    if (on) simd_init(); /* on only where the CPU has it */
+    else use_simd = 0;
+    return PyBool_FromLong(use_simd);
+}
+
 static PyMethodDef module_methods[] = {
+    {"set_simd", py_set_simd, METH_O,
+     "set_simd(on) -> bool: use the AVX2 kernels (when the CPU has them) or the scalar reference "
+     "loops; returns whether AVX2 is now in use. The results are bit-identical either way."},
     {"cdf_from_logits", py_cdf_from_logits, METH_VARARGS,
      "cdf_from_logits(logits, cdf)\n\nlogits: float32[n]; cdf: uint32[n+1] written in place with "
      "the quantised softmax (total 2**24, every symbol >= 1)."},
@@ -666,6 +698,7 @@ PyMODINIT_FUNC PyInit__native(void) {
         return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (!m) return NULL;
+    simd_init();
     Py_INCREF(&EncoderType);
     Py_INCREF(&DecoderType);
     Py_INCREF(&LaneModelType);

@@ -1,0 +1,207 @@
+/*
+ * AVX2 versions of the vocabulary-wide loops (max, exp, sums, CDF counts, bias update), chosen at
+ * run time when the CPU has AVX2 (`simd_init`). Included by nacrith_native.c after the scalar
+ * versions, which stay the reference: every kernel here computes, element by element, the same
+ * IEEE binary64 operations in the same order as its scalar twin, so the results are bit-identical
+ * (tests/test_native_simd.py compares both on every path, `_native.set_simd`):
+ *
+ *   - element-wise maps (exp, bias update, CDF counts) apply the same +, -, *, conversions to each
+ *     element; no FMA (the "fma" target is not enabled and -ffp-contract=off is set);
+ *   - the four-way sums keep the four scalar partial sums s_j = w[j] + w[j+4] + ... as the four
+ *     lanes of one vector, added in index order, then (s0 + s1) + (s2 + s3);
+ *   - maxima: each lane keeps its first strict maximum; lanes are combined in order with the same
+ *     strict comparison, so a NaN is ignored unless it is element 0, as in the scalar loop;
+ *   - integer totals and the largest count are exact whatever the order.
+ */
+
+static int use_simd = 0; /* set by simd_init(), or by _native.set_simd() in tests */
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define NACRITH_AVX2 1
+#include <immintrin.h>
+
+#define AVX2 __attribute__((target("avx2")))
+
+AVX2 static inline __m256d det_exp4(__m256d x) {
+    const __m256d SHIFT = _mm256_set1_pd(6755399441055744.0);
+    __m256d kd = _mm256_sub_pd(_mm256_add_pd(_mm256_mul_pd(x, _mm256_set1_pd(1.4426950408889634)), SHIFT), SHIFT);
+    __m256d r = _mm256_sub_pd(_mm256_sub_pd(x, _mm256_mul_pd(kd, _mm256_set1_pd(6.93147180369123816490e-01))),
+                              _mm256_mul_pd(kd, _mm256_set1_pd(1.90821492927058770002e-10)));
+    __m256d p = _mm256_set1_pd(1.0 / 3628800.0);
+    p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(1.0 / 362880.0));
+    p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(1.0 / 40320.0));
+    p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(1.0 / 5040.0));
+    p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(1.0 / 720.0));
+    p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(1.0 / 120.0));
+    p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(1.0 / 24.0));
+    p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(1.0 / 6.0));
+    p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(0.5));
+    p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(1.0));
+    p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(1.0));
+    __m256d b = _mm256_add_pd(_mm256_add_pd(kd, _mm256_set1_pd(4503599627370496.0)), _mm256_set1_pd(1023.0));
+    __m256d scale = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_castpd_si256(b), 52));
+    return _mm256_mul_pd(p, scale);
+}
+
+/* x_i = z_i + b_i - M (b may be NULL) for i..i+3 */
+AVX2 static inline __m256d load_x4(const float *z, const double *bias, __m256d M, Py_ssize_t i) {
+    __m256d x = _mm256_cvtps_pd(_mm_loadu_ps(z + i));
+    if (bias) x = _mm256_add_pd(x, _mm256_loadu_pd(bias + i));
+    return _mm256_sub_pd(x, M);
+}
+
+AVX2 static void exp_pass_avx2(const float *z, const double *bias, double M, double a, double c,
+                               Py_ssize_t n, double *out) {
+    const __m256d vM = _mm256_set1_pd(M), va = _mm256_set1_pd(a), vc = _mm256_set1_pd(c);
+    const __m256d cut = _mm256_set1_pd(EXP_CUTOFF), zero = _mm256_setzero_pd();
+    Py_ssize_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m256d y = _mm256_add_pd(_mm256_mul_pd(va, load_x4(z, bias, vM, i)), vc);
+        __m256d keep = _mm256_cmp_pd(y, cut, _CMP_GE_OQ); /* false for NaN */
+        __m256d v = det_exp4(_mm256_blendv_pd(zero, y, keep));
+        _mm256_storeu_pd(out + i, _mm256_and_pd(v, keep));
+    }
+    if (i < n) exp_pass_scalar(z + i, bias ? bias + i : NULL, M, a, c, n - i, out + i);
+}
+
+AVX2 static double sum4_avx2(const double *w, Py_ssize_t n) {
+    __m256d acc = _mm256_setzero_pd();
+    Py_ssize_t i = 0;
+    for (; i + 4 <= n; i += 4) acc = _mm256_add_pd(acc, _mm256_loadu_pd(w + i));
+    double s[4];
+    _mm256_storeu_pd(s, acc);
+    if (i < n) s[0] += w[i++];
+    if (i < n) s[1] += w[i++];
+    if (i < n) s[2] += w[i++];
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+AVX2 static double dot4_avx2(const double *W, const float *z, const double *bias, double M, Py_ssize_t n) {
+    const __m256d vM = _mm256_set1_pd(M);
+    __m256d acc = _mm256_setzero_pd();
+    Py_ssize_t i = 0;
+    const __m256d zero = _mm256_setzero_pd();
+    for (; i + 4 <= n; i += 4) { /* as the scalar dot4: z + (b or 0.0) - M */
+        __m256d x = _mm256_cvtps_pd(_mm_loadu_ps(z + i));
+        x = _mm256_sub_pd(_mm256_add_pd(x, bias ? _mm256_loadu_pd(bias + i) : zero), vM);
+        acc = _mm256_add_pd(acc, _mm256_mul_pd(_mm256_loadu_pd(W + i), x));
+    }
+    double s[4];
+    _mm256_storeu_pd(s, acc);
+    for (; i < n; i++) {
+        double x = ((double)z[i] + (bias ? bias[i] : 0.0)) - M;
+        s[i & 3] += W[i] * x;
+    }
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+AVX2 static double max_u_avx2(const float *z, const double *bias, Py_ssize_t n) {
+    double M = U_AT(z, bias, 0);
+    __m256d acc = _mm256_set1_pd(M);
+    Py_ssize_t i = 1;
+    for (; i < n && (i & 3); i++) { /* elements 1..3 in scalar */
+        double v = U_AT(z, bias, i);
+        if (v > M) M = v;
+    }
+    for (; i + 4 <= n; i += 4) {
+        __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(z + i));
+        if (bias) v = _mm256_add_pd(v, _mm256_loadu_pd(bias + i));
+        acc = _mm256_blendv_pd(acc, v, _mm256_cmp_pd(v, acc, _CMP_GT_OQ));
+    }
+    double s[4];
+    _mm256_storeu_pd(s, acc);
+    for (int k = 0; k < 4; k++)
+        if (s[k] > M) M = s[k];
+    for (; i < n; i++) {
+        double v = U_AT(z, bias, i);
+        if (v > M) M = v;
+    }
+    return M;
+}
+
+AVX2 static void bias_update_avx2(double *b, const double *e, double k, Py_ssize_t n) {
+    const __m256d vk = _mm256_set1_pd(k);
+    Py_ssize_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        _mm256_storeu_pd(b + i, _mm256_sub_pd(_mm256_loadu_pd(b + i), _mm256_mul_pd(vk, _mm256_loadu_pd(e + i))));
+    for (; i < n; i++) b[i] -= k * e[i];
+}
+
+/* counts f_i = 1 + floor(min(w_i * scale, spare)) (1 where w_i * scale is not > 0) into cdf[1..n];
+   returns their total, the largest count in *best_f and its first index in *best */
+AVX2 static uint64_t quantise_counts_avx2(const double *w, double scale, uint32_t spare, Py_ssize_t n,
+                                          uint32_t *cdf, Py_ssize_t *best, uint32_t *best_f) {
+    const __m256d vs = _mm256_set1_pd(scale), vsp = _mm256_set1_pd((double)spare), zero = _mm256_setzero_pd();
+    const __m128i one = _mm_set1_epi32(1);
+    __m256i tot = _mm256_setzero_si256();
+    __m128i mx = _mm_setzero_si128();
+    Py_ssize_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m256d v = _mm256_mul_pd(_mm256_loadu_pd(w + i), vs);
+        v = _mm256_and_pd(v, _mm256_cmp_pd(v, zero, _CMP_GT_OQ)); /* 0 unless v > 0 (NaN too) */
+        v = _mm256_min_pd(v, vsp);
+        __m128i f = _mm_add_epi32(_mm256_cvttpd_epi32(v), one);
+        _mm_storeu_si128((__m128i *)(cdf + 1 + i), f);
+        tot = _mm256_add_epi64(tot, _mm256_cvtepu32_epi64(f));
+        mx = _mm_max_epu32(mx, f);
+    }
+    uint64_t t4[4];
+    uint32_t m4[4];
+    _mm256_storeu_si256((__m256i *)t4, tot);
+    _mm_storeu_si128((__m128i *)m4, mx);
+    uint64_t total = t4[0] + t4[1] + t4[2] + t4[3];
+    uint32_t bf = 0;
+    for (int k = 0; k < 4; k++)
+        if (m4[k] > bf) bf = m4[k];
+    for (; i < n; i++) {
+        double v = w[i] * scale;
+        uint32_t f;
+        if (!(v > 0.0)) f = 1;
+        else if (v >= (double)spare) f = spare + 1;
+        else f = 1 + (uint32_t)v;
+        cdf[i + 1] = f;
+        total += f;
+        if (f > bf) bf = f;
+    }
+    Py_ssize_t j = 0; /* first index of the largest count */
+    const __m256i vb = _mm256_set1_epi32((int)bf);
+    for (; j + 8 <= n; j += 8) {
+        int msk = _mm256_movemask_ps(_mm256_castsi256_ps(
+            _mm256_cmpeq_epi32(_mm256_loadu_si256((const __m256i *)(cdf + 1 + j)), vb)));
+        if (msk) { j += __builtin_ctz((unsigned)msk); break; }
+    }
+    while (j < n && cdf[j + 1] != bf) j++;
+    *best = j;
+    *best_f = bf;
+    return total;
+}
+
+static void simd_init(void) {
+    __builtin_cpu_init();
+    use_simd = __builtin_cpu_supports("avx2") ? 1 : 0;
+}
+#else
+static void simd_init(void) { use_simd = 0; }
+#endif
+
+/* ------------------------------------------------------------------ dispatch */
+static void exp_pass(const float *z, const double *bias, double M, double a, double c, Py_ssize_t n, double *out) {
+#ifdef NACRITH_AVX2
+    if (use_simd) { exp_pass_avx2(z, bias, M, a, c, n, out); return; }
+#endif
+    exp_pass_scalar(z, bias, M, a, c, n, out);
+}
+
+static double sum4(const double *w, Py_ssize_t n) {
+#ifdef NACRITH_AVX2
+    if (use_simd) return sum4_avx2(w, n);
+#endif
+    return sum4_scalar(w, n);
+}
+
+static double max_logit(const float *z, Py_ssize_t n) {
+#ifdef NACRITH_AVX2
+    if (use_simd) return max_u_avx2(z, NULL, n);
+#endif
+    return max_u_scalar(z, NULL, n);
+}
