@@ -30,3 +30,20 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor()
+
+
+def append_row(path: Path, row: dict) -> None:
+    """Print ``row`` as JSON and append it as one line to ``path`` (a .jsonl results file)."""
+    import json
+
+    print(json.dumps(row), flush=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The rows of a .jsonl results file, in order."""
+    import json
+
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

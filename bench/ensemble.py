@@ -10,7 +10,6 @@ of the recorded rows (bench/results/ensemble.md).
 
 from __future__ import annotations
 
-import json
 import resource
 import sys
 import time
@@ -21,7 +20,7 @@ import click
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import find_corpora  # noqa: E402
+from bench.common import append_row, find_corpora, read_rows  # noqa: E402
 from nacrith.codec import Options, Session, compress, decompress  # noqa: E402
 from nacrith.ensemble import LLM_ONLY, MIXER_LINEAR, EnsembleParams  # noqa: E402
 
@@ -78,16 +77,13 @@ def main(enwik_bytes, configs, files, table):
                        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                        lanes=Options().max_lanes, threads=session.threads, workers=session.workers,
                        verified=True, date=time.strftime("%Y-%m-%d"))
-            print(json.dumps(row), flush=True)
-            OUT.parent.mkdir(parents=True, exist_ok=True)
-            with open(OUT, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            append_row(OUT, row)
     session.close()
     print_table()
 
 
 def print_table() -> None:
-    rows = [json.loads(line) for line in OUT.read_text().splitlines() if line.strip()]
+    rows = read_rows(OUT)
     latest = {}
     for r in rows:
         latest[(r["file"], r["config"])] = r

@@ -11,7 +11,6 @@ Run on a quiet machine (llama.cpp threads spin).
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import sys
@@ -23,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import find_corpora  # noqa: E402
+from bench.common import append_row, find_corpora, read_rows  # noqa: E402
 from nacrith.codec import Options, Session, compress, decompress  # noqa: E402
 from nacrith.ensemble import EnsembleParams  # noqa: E402
 from nacrith.lanes import Window  # noqa: E402
@@ -53,10 +52,7 @@ def run(session: Session, path: str, data: bytes, opts: Options, extra: dict) ->
                enc_tok_s=round(n_tok / (t1 - t0), 1), dec_tok_s=round(n_tok / (t2 - t1), 1),
                enc_kb_s=round(len(data) / 1024 / (t1 - t0), 2), dec_kb_s=round(len(data) / 1024 / (t2 - t1), 2),
                peak_rss_mb_per_process=rss_mb(), threads=session.threads, verified=True)
-    print(json.dumps(row), flush=True)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    with open(OUT, "a") as f:
-        f.write(json.dumps(row) + "\n")
+    append_row(OUT, row)
     return row
 
 
@@ -96,7 +92,7 @@ def grid(files, nbytes, lanes, workers, heads):
 @main.command()
 def table():
     """Print the recorded rows (bench/results/lanes.jsonl) as Markdown tables."""
-    rows = [json.loads(x) for x in OUT.read_text().splitlines() if x.strip()]
+    rows = read_rows(OUT)
     grid_rows = [r for r in rows if r.get("suite") == "grid"]
     if grid_rows:
         print("| file (bytes) | heads | workers | lanes | bpb | compress tok/s | decompress tok/s | peak RSS MB/process |")
@@ -173,9 +169,7 @@ def slide(sizes):
             t_reeval = time.perf_counter() - t0
         row = dict(suite="slide", window=size, sink=4, slide=w.slide, seconds_per_slide=round(t_slide, 4),
                    seconds_reevaluate_kept=round(t_reeval, 3), step_seconds=round(t_step, 4))
-        print(json.dumps(row), flush=True)
-        with open(OUT, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_row(OUT, row)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ llama.cpp threads spin, so any other load distorts the timings.
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import resource
 import sys
@@ -21,7 +20,7 @@ import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import cpu_model  # noqa: E402
+from bench.common import append_row, cpu_model  # noqa: E402
 from nacrith import __version__  # noqa: E402
 from nacrith.codec import Options, Session, compress, decompress  # noqa: E402
 from nacrith.lanes import Window  # noqa: E402
@@ -61,10 +60,7 @@ def main(files, lanes, lane_tokens, window, sink, slide, threads, out):
             "model_sha256": m.sha256, "backend": session.fingerprint, "nacrith": __version__,
             "cpu": cpu_model(), "date": datetime.date.today().isoformat(), "verified": True,
         }
-        print(json.dumps(row))
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_row(Path(out), row)
 
 
 if __name__ == "__main__":

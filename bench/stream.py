@@ -21,7 +21,7 @@ import click
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import find_corpora  # noqa: E402
+from bench.common import append_row, find_corpora  # noqa: E402
 
 NACRITH = [sys.executable, "-m", "nacrith.cli"]
 
@@ -46,10 +46,7 @@ def main(path, sizes, frame_size):
                        compress_peak_rss_mb=round(int(rc_c.read_text().split()[-1]) / 1024, 1),
                        decompress_peak_rss_mb=round(int(rc_d.read_text().split()[-1]) / 1024, 1),
                        seconds=round(dt, 1), stderr=r.stderr[-300:], date=time.strftime("%Y-%m-%d"))
-        print(json.dumps(row), flush=True)
-        out = ROOT / "bench" / "results" / "stream.jsonl"
-        with open(out, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_row(ROOT / "bench" / "results" / "stream.jsonl", row)
         if not row["identical"]:
             raise SystemExit("round trip through the pipe failed")
     write_table()
