@@ -72,6 +72,7 @@ PUBLISHED = [
 
 # tables other scripts write (bench/ensemble.py --table, bench/lanes.py table, ...)
 EXTRA_TABLES = [("Ensemble ablation, full alice29.txt (bench/ensemble.py)", "ensemble.md"),
+                ("Per-token cost: LLM against ensemble + CDF + coder (bench/overhead.py)", "overhead.md"),
                 ("Lanes, KV window, slides (bench/lanes.py)", "lanes.md"),
                 ("Stray bytes inside prose (bench/anybytes.py)", "anybytes.md"),
                 ("Streaming memory (bench/stream.py)", "stream.md")]
