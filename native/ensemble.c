@@ -62,7 +62,8 @@ typedef struct {
     int32_t hist[NG_MAXK];
     Py_ssize_t n_hist;
     int set;           /* weight set of the last build */
-    /* scratch */
+    /* scratch: only used within one build / code / update call, so lanes sharing heads (coded one
+       after the other) share the owner's too (~1 MB per lane less to keep in cache) */
     double *e, *W;
     uint32_t *cdf;
     /* prepared prediction */
@@ -440,10 +441,12 @@ static void zeroed_free(void *p, size_t bytes) { PyMem_Free(p); }
 static void LaneModel_dealloc(LaneModelObject *m) {
     zeroed_free(m->own.tables, m->own.tables_bytes);
     PyMem_Free(m->own.bias);
+    if (!m->owner) { /* else the scratch is the owner's */
+        PyMem_Free(m->e);
+        PyMem_Free(m->W);
+        PyMem_Free(m->cdf);
+    }
     Py_XDECREF(m->owner);
-    PyMem_Free(m->e);
-    PyMem_Free(m->W);
-    PyMem_Free(m->cdf);
     Py_TYPE(m)->tp_free((PyObject *)m);
 }
 
@@ -507,10 +510,17 @@ static PyObject *LaneModel_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         for (int i = 0; i < ESC_MAXLEN; i++) m->h->len_cnt[i] = 1;
         for (int i = 0; i < 256; i++) m->h->byte_cnt[i] = 1;
     }
-    m->e = PyMem_Malloc(sizeof(double) * (size_t)(n + 1));
-    m->W = PyMem_Malloc(sizeof(double) * (size_t)(n + 1));
-    m->cdf = PyMem_Malloc(sizeof(uint32_t) * (size_t)(n + 2));
-    if (!m->e || !m->W || !m->cdf) goto nomem;
+    if (m->owner) {
+        LaneModelObject *o = (LaneModelObject *)m->owner;
+        m->e = o->e;
+        m->W = o->W;
+        m->cdf = o->cdf;
+    } else {
+        m->e = PyMem_Malloc(sizeof(double) * (size_t)(n + 1));
+        m->W = PyMem_Malloc(sizeof(double) * (size_t)(n + 1));
+        m->cdf = PyMem_Malloc(sizeof(uint32_t) * (size_t)(n + 2));
+        if (!m->e || !m->W || !m->cdf) goto nomem;
+    }
     return (PyObject *)m;
 nomem:
     Py_DECREF(m);
