@@ -206,13 +206,6 @@ static double dot4(const double *W, const float *z, const double *bias, double M
     return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
-static double max_u(const float *z, const double *bias, Py_ssize_t n) {
-#ifdef NACRITH_AVX2
-    if (use_simd) return max_u_avx2(z, bias, n);
-#endif
-    return max_u_scalar(z, bias, n);
-}
-
 /* b_i -= k e_i */
 static void bias_update(double *b, const double *e, double k, Py_ssize_t n) {
 #ifdef NACRITH_AVX2

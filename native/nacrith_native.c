@@ -130,7 +130,7 @@ static uint64_t quantise_counts_scalar(const double *w, double scale, uint32_t s
 
 /* Unnormalised softmax weights w[i] = exp(l[i] - max l), 0 below the cutoff. Returns sum. */
 static double softmax_weights(const float *logits, Py_ssize_t n, double *w) {
-    exp_pass(logits, NULL, max_logit(logits, n), 1.0, 0.0, n, w);
+    exp_pass(logits, NULL, max_u(logits, NULL, n), 1.0, 0.0, n, w);
     return sum4(w, n);
 }
 
@@ -154,11 +154,7 @@ static int quantise(const double *w, double sum, Py_ssize_t n, uint32_t *cdf) {
         total = (uint64_t)n;
     } else {
         const double scale = (double)spare / sum;
-#ifdef NACRITH_AVX2
-        if (use_simd) total = quantise_counts_avx2(w, scale, spare, n, cdf, &best, &best_f);
-        else
-#endif
-        total = quantise_counts_scalar(w, scale, spare, n, cdf, &best, &best_f);
+        total = quantise_counts(w, scale, spare, n, cdf, &best, &best_f);
     }
     if (total < CDF_TOTAL) {
         cdf[best + 1] += (uint32_t)(CDF_TOTAL - total);

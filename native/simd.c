@@ -153,15 +153,11 @@ AVX2 static uint64_t quantise_counts_avx2(const double *w, double scale, uint32_
     uint32_t bf = 0;
     for (int k = 0; k < 4; k++)
         if (m4[k] > bf) bf = m4[k];
-    for (; i < n; i++) {
-        double v = w[i] * scale;
-        uint32_t f;
-        if (!(v > 0.0)) f = 1;
-        else if (v >= (double)spare) f = spare + 1;
-        else f = 1 + (uint32_t)v;
-        cdf[i + 1] = f;
-        total += f;
-        if (f > bf) bf = f;
+    if (i < n) { /* the last n % 4 counts */
+        Py_ssize_t bt = 0;
+        uint32_t ft = 0;
+        total += quantise_counts_scalar(w + i, scale, spare, n - i, cdf + i, &bt, &ft);
+        if (ft > bf) bf = ft;
     }
     Py_ssize_t j = 0; /* first index of the largest count */
     const __m256i vb = _mm256_set1_epi32((int)bf);
@@ -199,9 +195,17 @@ static double sum4(const double *w, Py_ssize_t n) {
     return sum4_scalar(w, n);
 }
 
-static double max_logit(const float *z, Py_ssize_t n) {
+static double max_u(const float *z, const double *bias, Py_ssize_t n) {
 #ifdef NACRITH_AVX2
-    if (use_simd) return max_u_avx2(z, NULL, n);
+    if (use_simd) return max_u_avx2(z, bias, n);
 #endif
-    return max_u_scalar(z, NULL, n);
+    return max_u_scalar(z, bias, n);
+}
+
+static uint64_t quantise_counts(const double *w, double scale, uint32_t spare, Py_ssize_t n,
+                                uint32_t *cdf, Py_ssize_t *best, uint32_t *best_f) {
+#ifdef NACRITH_AVX2
+    if (use_simd) return quantise_counts_avx2(w, scale, spare, n, cdf, best, best_f);
+#endif
+    return quantise_counts_scalar(w, scale, spare, n, cdf, best, best_f);
 }
