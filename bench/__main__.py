@@ -20,6 +20,7 @@ import lzma
 import os
 import platform
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,9 +34,10 @@ sys.path.insert(0, str(ROOT))
 from bench.common import cpu_model, find_corpora  # noqa: E402
 from nacrith import __version__  # noqa: E402
 from nacrith.codec import Options, Session, compress, decompress, iter_frames  # noqa: E402
-from nacrith.container import FRAME_LLM, EndFrame  # noqa: E402
+from nacrith.container import FRAME_LLM, VERSION as FORMAT_VERSION, EndFrame  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
+ROW_CACHE = RESULTS / "cache" / "rows"  # one verified row per suite and file, so long suites resume
 ENWIK8_SHA256 = "2b49720ec4d78c3c9fabaee6e4179a5e997302b3a70029f30f2d582218c024a8"
 SUITES = {
     "canterbury": ["alice29.txt", "asyoulik.txt", "cp.html", "fields.c", "grammar.lsp", "kennedy.xls",
@@ -98,11 +100,52 @@ def llm_share(blob: bytes) -> float:
     return llm / total if total else 0.0
 
 
+def row_key(session: Session, opts: Options, data: bytes) -> str:
+    """What a cached row depends on: the input, the options, the model, the backend and the format."""
+    h = hashlib.sha256()
+    for part in (hashlib.sha256(data).hexdigest(), repr(opts), session.model.sha256, session.fingerprint,
+                 str(FORMAT_VERSION)):
+        h.update(part.encode() + b"\0")
+    return h.hexdigest()
+
+
+def cached_row(suite: str, path: Path, key: str) -> dict | None:
+    """The verified row of an earlier run of ``suite`` on the same input and settings, if any."""
+    f = ROW_CACHE / suite / f"{path.name}.json"
+    if not f.exists():
+        return None
+    row = json.loads(f.read_text())
+    return row if row.get("key") == key else None
+
+
+def store_row(suite: str, path: Path, row: dict) -> None:
+    """Keep a verified row (atomically: temp file + rename) so an interrupted suite resumes after it."""
+    d = ROW_CACHE / suite
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = d / f".{path.name}.json.tmp"
+    tmp.write_text(json.dumps(row, indent=1) + "\n")
+    os.replace(tmp, d / f"{path.name}.json")
+
+
+def git_commit() -> str | None:
+    """The commit the benchmark runs from: $NACRITH_BENCH_COMMIT (set when running from a snapshot
+    of the tree), else ``git rev-parse HEAD``, else None."""
+    if os.environ.get("NACRITH_BENCH_COMMIT"):
+        return os.environ["NACRITH_BENCH_COMMIT"]
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip() or None
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def run_file(session: Session, opts: Options, path: Path, max_bytes: int | None) -> dict:
     data = path.read_bytes()
     if max_bytes:
         data = data[:max_bytes]
-    row = dict(file=path.name, bytes=len(data), prefix=bool(max_bytes and path.stat().st_size > max_bytes))
+    row = dict(file=path.name, bytes=len(data), prefix=bool(max_bytes and path.stat().st_size > max_bytes),
+               sha256=hashlib.sha256(data).hexdigest(), date=datetime.date.today().isoformat(),
+               commit=git_commit())
     for name, fn in CLASSIC.items():
         t0 = time.perf_counter()
         size = len(fn(data))
@@ -130,7 +173,8 @@ def run_file(session: Session, opts: Options, path: Path, max_bytes: int | None)
     return row
 
 
-def write_results(suite: str, rows: list[dict], session: Session, opts: Options, extra: dict | None = None) -> Path:
+def write_results(suite: str, rows: list[dict], session: Session, opts: Options, extra: dict | None = None,
+                  quiet: bool = False) -> Path:
     date = datetime.date.today().isoformat()
     out = RESULTS / f"{suite}-{date}.json"
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -140,7 +184,8 @@ def write_results(suite: str, rows: list[dict], session: Session, opts: Options,
     out.write_text(json.dumps(doc, indent=1) + "\n")
     out.with_suffix(".md").write_text(markdown(doc))
     plot(doc, out.with_suffix(".png"))
-    print(markdown(doc))
+    if not quiet:
+        print(markdown(doc))
     return out
 
 
@@ -165,7 +210,11 @@ def markdown(doc: dict) -> str:
     if nbytes:
         lines.append("| **total** | " + str(nbytes) + " | " +
                      " | ".join(f"{8 * tot[c] / nbytes:.3f}" for c in comps) + " | | | |")
-    lines += ["", "Every nacrith row was decompressed and compared with the original.", ""]
+    lines += ["", "Every nacrith row was decompressed and compared with the original."]
+    if doc.get("pending"):
+        lines += ["", f"Not run yet ({len(doc['pending'])} of {len(doc['rows']) + len(doc['pending'])} files; "
+                      "the suite resumes where it stopped): " + ", ".join(doc["pending"]) + "."]
+    lines.append("")
     return "\n".join(lines) + "\n"
 
 
@@ -226,13 +275,44 @@ def main():
 @main.command()
 @click.argument("suite", type=click.Choice(sorted(SUITES)))
 @_opts
-def suite(suite, lanes, max_bytes, threads):
-    """Run a named corpus suite."""
+@click.option("--smallest-first", is_flag=True, help="Run the files in order of size.")
+def suite(suite, lanes, max_bytes, threads, smallest_first):
+    """Run a named corpus suite, resumably.
+
+    Each verified row is kept in bench/results/cache/rows/SUITE/ and reused while the input, the
+    options, the model, the backend and the format version are unchanged, so a suite longer than one
+    sitting is run in parts (stop it at any time; run the same command again). The table is rewritten
+    after every file and names the files not yet run.
+    """
     session = Session(threads=threads)
     opts = Options(max_lanes=lanes)
     folder = find_corpora() / suite
-    rows = [run_file(session, opts, folder / f, max_bytes) for f in SUITES[suite]]
-    write_results(suite, rows, session, opts)
+    names = SUITES[suite]
+    if smallest_first:
+        names = sorted(names, key=lambda f: (folder / f).stat().st_size)
+    done: dict[str, dict] = {}
+    keys: dict[str, str] = {}
+    for f in names:
+        data = (folder / f).read_bytes()
+        keys[f] = row_key(session, opts, data[:max_bytes] if max_bytes else data)
+        row = cached_row(suite, folder / f, keys[f])
+        if row is not None:
+            print(f"{f}: verified row from {row.get('date')} reused", flush=True)
+            done[f] = row
+
+    def write() -> None:
+        write_results(suite, [done[n] for n in SUITES[suite] if n in done], session, opts,
+                      extra=dict(pending=[n for n in SUITES[suite] if n not in done]), quiet=True)
+
+    for f in names:
+        if f not in done:
+            row = run_file(session, opts, folder / f, max_bytes)
+            row["key"] = keys[f]
+            store_row(suite, folder / f, row)
+            done[f] = row
+            write()
+    write()
+    print((RESULTS / f"{suite}-{datetime.date.today().isoformat()}.md").read_text())
 
 
 @main.command()

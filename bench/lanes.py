@@ -3,6 +3,7 @@
     .venv/bin/python bench/lanes.py grid   [--bytes N] FILE...   # lanes 1..32 x workers 1, 2
     .venv/bin/python bench/lanes.py window [--bytes N] FILE...   # window 512..4096, sinks 0 / 4
     .venv/bin/python bench/lanes.py slide                        # seconds per slide vs re-evaluation
+    .venv/bin/python bench/lanes.py steps                        # LLM-only decode step vs lanes, context
 
 Every row is a real compress + decompress through the model, checked for identical bytes.
 Rows are appended as JSON lines to bench/results/lanes.jsonl and printed as a Markdown table.
@@ -122,6 +123,19 @@ def table():
         for r in sl:
             print(f"| {r['window']} | {r['slide']} | {r['seconds_per_slide']} | {r['seconds_reevaluate_kept']} | "
                   f"{r['step_seconds']} |")
+    st = [r for r in rows if r.get("suite") == "steps"]
+    if st:
+        one = {r["context"]: r["decode_tok_s"] for r in st if r["lanes"] == 1}
+        print()
+        print("LLM alone (`bench/lanes.py steps`): decode steps of one token per lane, every lane's KV cache "
+              "holding *context* positions; *batched* is the encoder's 256-token batches over the same positions.")
+        print()
+        print("| context | lanes | step ms | decode tok/s | vs 1 lane | batched tok/s |")
+        print("|---|---|---|---|---|---|")
+        for r in st:
+            ratio = f"{r['decode_tok_s'] / one[r['context']]:.2f}x" if r["context"] in one else "-"
+            print(f"| {r['context']} | {r['lanes']} | {r['step_ms']} | {r['decode_tok_s']} | {ratio} | "
+                  f"{r['batched_tok_s']} |")
 
 
 @main.command()
@@ -176,6 +190,42 @@ def slide(sizes):
         row = dict(suite="slide", window=size, sink=4, slide=w.slide, seconds_per_slide=round(t_slide, 4),
                    seconds_reevaluate_kept=round(t_reeval, 3), step_seconds=round(t_step, 4))
         append_row(OUT, row)
+
+
+@main.command()
+@click.option("--lanes", "lane_counts", default="1,2,4,8,16", show_default=True)
+@click.option("--contexts", default="100,500,900", show_default=True)
+@click.option("--steps", "n_steps", default=24, show_default=True)
+def steps(lane_counts, contexts, n_steps):
+    """The LLM alone, no heads, no coder: tokens/s of decode steps (one token per lane) with every
+    lane's KV cache holding CONTEXT positions, against the batched evaluation the encoder uses
+    (256-token batches over the same positions, logits for every token). The ratio of the L-lane to the 1-lane rate is the
+    most lanes can give the decoder on this machine; the batched rate is its ceiling."""
+    session = Session()
+    m = session.model
+    toks = m.tokenize((find_corpora() / "canterbury/alice29.txt").read_bytes())
+    for ctx_len in map(int, contexts.split(",")):
+        for n in map(int, lane_counts.split(",")):
+            span = ctx_len + n_steps
+            with LlamaContext(m, n_seq=n, n_ctx_seq=span, n_batch=256, n_threads=session.threads) as ctx:
+                t_fill = 0.0
+                for q in range(n):
+                    base = q * 2000
+                    for a in range(0, ctx_len, 256):
+                        b = min(ctx_len, a + 256)
+                        t0 = time.perf_counter()
+                        ctx.decode(toks[base + a:base + b], np.arange(a, b, dtype=np.int32),
+                                   np.full(b - a, q, np.int32))
+                        t_fill += time.perf_counter() - t0
+                seqs = np.arange(n, dtype=np.int32)
+                t0 = time.perf_counter()
+                for i in range(n_steps):
+                    tk = np.array([toks[q * 2000 + ctx_len + i] for q in range(n)], np.int32)
+                    ctx.decode(tk, np.full(n, ctx_len + i, np.int32), seqs)
+                t_steps = time.perf_counter() - t0
+            append_row(OUT, dict(suite="steps", lanes=n, context=ctx_len, step_ms=round(1000 * t_steps / n_steps, 2),
+                                 decode_tok_s=round(n * n_steps / t_steps, 1),
+                                 batched_tok_s=round(n * ctx_len / t_fill, 1), threads=session.threads))
 
 
 if __name__ == "__main__":
