@@ -199,8 +199,9 @@ def slide(sizes):
 def steps(lane_counts, contexts, n_steps):
     """The LLM alone, no heads, no coder: tokens/s of decode steps (one token per lane) with every
     lane's KV cache holding CONTEXT positions, against the batched evaluation the encoder uses
-    (256-token batches over the same positions, logits for every token). The ratio of the L-lane to the 1-lane rate is the
-    most lanes can give the decoder on this machine; the batched rate is its ceiling."""
+    (256-token batches over the same positions, logits for every token). The ratio of the L-lane to
+    the 1-lane rate is the most lanes can give the decoder on this machine; the batched rate is its
+    ceiling."""
     session = Session()
     m = session.model
     toks = m.tokenize((find_corpora() / "canterbury/alice29.txt").read_bytes())
