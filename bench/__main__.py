@@ -276,23 +276,32 @@ def main():
 @click.argument("suite", type=click.Choice(sorted(SUITES)))
 @_opts
 @click.option("--smallest-first", is_flag=True, help="Run the files in order of size.")
-def suite(suite, lanes, max_bytes, threads, smallest_first):
+@click.option("--only", default=None, metavar="NAME,...",
+              help="Run only these files of the suite in this sitting (the table still lists every file).")
+def suite(suite, lanes, max_bytes, threads, smallest_first, only):
     """Run a named corpus suite, resumably.
 
     Each verified row is kept in bench/results/cache/rows/SUITE/ and reused while the input, the
     options, the model, the backend and the format version are unchanged, so a suite longer than one
     sitting is run in parts (stop it at any time; run the same command again). The table is rewritten
-    after every file and names the files not yet run.
+    after every file and names the files not yet run. --only runs a subset in this sitting, for
+    example the quick binary files before the long texts.
     """
-    session = Session(threads=threads)
-    opts = Options(max_lanes=lanes)
     folder = find_corpora() / suite
     names = SUITES[suite]
+    if only:
+        wanted = [n.strip() for n in only.split(",") if n.strip()]
+        unknown = [n for n in wanted if n not in names]
+        if unknown:
+            raise click.BadParameter(f"not in suite {suite}: {', '.join(unknown)}", param_hint="--only")
+        names = [n for n in names if n in wanted]
     if smallest_first:
         names = sorted(names, key=lambda f: (folder / f).stat().st_size)
+    session = Session(threads=threads)
+    opts = Options(max_lanes=lanes)
     done: dict[str, dict] = {}
     keys: dict[str, str] = {}
-    for f in names:
+    for f in SUITES[suite]:  # every file, so rows of other sittings stay in the table
         data = (folder / f).read_bytes()
         keys[f] = row_key(session, opts, data[:max_bytes] if max_bytes else data)
         row = cached_row(suite, folder / f, keys[f])
