@@ -27,9 +27,10 @@ FRAME_LLM = 3
 FRAME_PARAMS = 4
 FRAME_LZMA = 5
 FRAME_SEEK = 6
+FRAME_LZMA2 = 7
 FRAME_NAMES = {FRAME_STORED: "stored", FRAME_ZSTD: "zstd", FRAME_LLM: "llm", FRAME_PARAMS: "params",
-               FRAME_LZMA: "lzma", FRAME_SEEK: "seek"}
-DATA_FRAMES = (FRAME_STORED, FRAME_ZSTD, FRAME_LLM, FRAME_LZMA)
+               FRAME_LZMA: "lzma", FRAME_SEEK: "seek", FRAME_LZMA2: "lzma2"}
+DATA_FRAMES = (FRAME_STORED, FRAME_ZSTD, FRAME_LLM, FRAME_LZMA, FRAME_LZMA2)
 END_MAGIC = b"NCRE"
 END_FRAME = struct.Struct("<BQ8sQ4s")  # type 0, total size, checksum, seek table offset, magic
 MAX_SEEK_ENTRIES = 1 << 24
