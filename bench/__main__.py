@@ -77,6 +77,7 @@ EXTRA_TABLES = [("Ensemble ablation, full alice29.txt (bench/ensemble.py)", "ens
                 ("Per-token cost: LLM against ensemble + CDF + coder (bench/overhead.py)", "overhead.md"),
                 ("Lanes, KV window, slides (bench/lanes.py)", "lanes.md"),
                 ("Stray bytes inside prose (bench/anybytes.py)", "anybytes.md"),
+                ("Binary files: LZMA2 frames against xz -9e (bench/binary.py)", "binary.md"),
                 ("Streaming memory (bench/stream.py)", "stream.md")]
 
 

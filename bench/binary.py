@@ -91,9 +91,9 @@ def main(files):
     rows = [measure(p) for p in paths]
     for r in rows:
         append_row(RESULTS / "binary.jsonl", r)
-    md = (f"### Binary frames ({rows[0]['date']}, {rows[0]['cpu']})\n\n"
-          "`.venv/bin/python bench/binary.py`: the stream nacrith writes for a file with no text "
-          "worth the LLM (container included), decoded and compared; sizes in bytes.\n\n" + table(rows) + "\n")
+    md = (f"{rows[0]['date']}, {rows[0]['cpu']}. `.venv/bin/python bench/binary.py`: the stream nacrith "
+          "writes for a file with no text worth the LLM (container included), decoded and compared "
+          "with the original; sizes in bytes.\n\n" + table(rows) + "\n")
     (RESULTS / "binary.md").write_text(md)
     print(md)
 
