@@ -9,7 +9,7 @@ Payload (``codec/FORMAT.md``, "Lzma2 frame")::
 the end marker ``0x00``); its chunk headers carry lc / lp / pb, so the decoder needs only the
 filter and the dictionary size. Dropping the .xz container (stream header, block header, index,
 footer: ~48 bytes) and tuning lc / lp / pb and a branch-call-jump or delta filter per frame makes
-binary frames smaller than ``xz -9e`` (kennedy.xls: 51,860 -> 47,959 bytes).
+binary frames smaller than ``xz -9e`` (``bench/binary.py``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from .errors import FormatError
 
 PRESET = 9 | lzma.PRESET_EXTREME
 SEARCH_PRESET = 6  # settings are ranked on a sample at this (faster) preset
-SAMPLE = 1 << 18  # bytes of the frame the search compresses (4 evenly spaced pieces when larger)
+SAMPLE = 1 << 19  # bytes of the frame the search compresses (4 evenly spaced pieces when larger)
 MAX_DICT = 1 << 26  # 64 MiB, as xz -9
 MIN_DICT = 1 << 12  # liblzma's minimum
 
@@ -79,15 +79,17 @@ def _size(data: bytes, filt: int, dist: int, literals: tuple[int, int, int]) -> 
     return len(lzma.compress(data, format=lzma.FORMAT_RAW, filters=chain))
 
 
-def choose(raw: bytes) -> tuple[int, int, tuple[int, int, int]]:
-    """Filter, delta distance and (lc, lp, pb) that compress a sample of ``raw`` best at
-    ``SEARCH_PRESET``: filters first with xz's literal settings, then literal settings with
-    the best filter."""
+def choose(raw: bytes, keep: int = 2) -> list[tuple[int, int, tuple[int, int, int]]]:
+    """The ``keep`` best (filter, delta distance, (lc, lp, pb)) on a sample of ``raw`` at
+    ``SEARCH_PRESET``, best first: filters with xz's literal settings first, then literal
+    settings with each of the two best filters (a filter that changes nothing ties with none and
+    is skipped). The sample's ranking is only a guide, so ``candidates`` encodes several."""
     s = _sample(raw)
-    filt, dist = min(_FILTER_TRIALS, key=lambda fd: (_size(s, fd[0], fd[1], DEFAULT_LITERALS), fd))
-    literals = min([DEFAULT_LITERALS] + _LITERAL_TRIALS,
-                   key=lambda lit: _size(s, filt, dist, lit))
-    return filt, dist, literals
+    ranked = sorted((_size(s, f, d, DEFAULT_LITERALS), (f, d)) for f, d in _FILTER_TRIALS)
+    filters = [ranked[0][1]] + [fd for n, fd in ranked[1:] if n != ranked[0][0]][:1]
+    trials = sorted((_size(s, f, d, lit), (f, d, lit)) for f, d in filters
+                    for lit in [DEFAULT_LITERALS] + _LITERAL_TRIALS)
+    return [t for _, t in trials[:keep]]
 
 
 def encode(raw: bytes, filt: int, dist: int = 0, literals: tuple[int, int, int] = DEFAULT_LITERALS) -> bytes:
@@ -104,13 +106,11 @@ def encode(raw: bytes, filt: int, dist: int = 0, literals: tuple[int, int, int] 
 
 
 def candidates(raw: bytes) -> list[bytes]:
-    """Lzma2 payloads worth comparing for ``raw``: xz -9e's own settings, and the searched ones
-    when they differ (so a frame is never larger than xz -9e's raw LZMA2 data plus 3 bytes)."""
-    out = [encode(raw, FILTER_NONE)]
-    filt, dist, literals = choose(raw)
-    if (filt, literals) != (FILTER_NONE, DEFAULT_LITERALS):
-        out.append(encode(raw, filt, dist, literals))
-    return out
+    """Lzma2 payloads worth comparing for ``raw``: xz -9e's own settings first (so a frame is
+    never larger than xz -9e's raw LZMA2 data plus 2 bytes), then the two best settings of the
+    search (``choose``) when they differ from it."""
+    default = (FILTER_NONE, 0, DEFAULT_LITERALS)
+    return [encode(raw, *c) for c in [default] + [c for c in choose(raw) if c != default]]
 
 
 def decode(payload: bytes, raw_size: int, where: str) -> bytes:

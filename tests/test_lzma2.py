@@ -46,7 +46,7 @@ def test_dictionary_property():
 
 
 def test_search_picks_delta_for_16_bit_samples_and_beats_xz():
-    filt, dist, _ = lzma2.choose(WAVE)
+    filt, dist, _ = lzma2.choose(WAVE)[0]
     assert (filt, dist) == (lzma2.FILTER_DELTA, 2)
     best = min(lzma2.candidates(WAVE), key=len)
     assert lzma2.decode(best, len(WAVE), "t") == WAVE
@@ -96,6 +96,6 @@ def test_wrong_length_and_trailing_data_rejected():
 def test_search_picks_x86_filter_for_call_instructions():
     """The conformance vector lzma2-x86.bin: ``call rel32`` to a few targets among filler bytes."""
     code = (Path(__file__).resolve().parents[1] / "codec" / "vectors" / "valid" / "lzma2-x86.bin").read_bytes()
-    assert lzma2.choose(code)[0] == 2
+    assert lzma2.choose(code)[0][0] == 2
     sizes = [len(c) for c in lzma2.candidates(code)]
-    assert len(sizes) == 2 and sizes[1] < sizes[0]
+    assert len(sizes) >= 2 and min(sizes[1:]) < sizes[0]
