@@ -51,14 +51,14 @@ def dict_prop(n: int) -> int:
     return next(p for p in range(41) if dict_size(p) >= n)
 
 
-def _chain(filt: int, dist: int, prop: int, literals: tuple[int, int, int] | None,
+def _chain(filt: int, dist: int, dictionary: int, literals: tuple[int, int, int] | None,
            preset: int | None) -> list[dict]:
     chain = []
     if filt == FILTER_DELTA:
         chain.append({"id": lzma.FILTER_DELTA, "dist": dist})
     elif filt != FILTER_NONE:
         chain.append({"id": FILTERS[filt]})
-    last: dict = {"id": lzma.FILTER_LZMA2, "dict_size": dict_size(prop)}
+    last: dict = {"id": lzma.FILTER_LZMA2, "dict_size": dictionary}
     if preset is not None:
         last["preset"] = preset
     if literals is not None:
@@ -75,7 +75,7 @@ def _sample(raw: bytes) -> bytes:
 
 
 def _size(data: bytes, filt: int, dist: int, literals: tuple[int, int, int]) -> int:
-    chain = _chain(filt, dist, dict_prop(len(data)), literals, SEARCH_PRESET)
+    chain = _chain(filt, dist, dict_size(dict_prop(len(data))), literals, SEARCH_PRESET)
     return len(lzma.compress(data, format=lzma.FORMAT_RAW, filters=chain))
 
 
@@ -102,7 +102,8 @@ def encode(raw: bytes, filt: int, dist: int = 0, literals: tuple[int, int, int] 
     Raises: ValueError for settings liblzma rejects."""
     prop = dict_prop(len(raw))
     head = bytes([filt]) + (bytes([dist - 1]) if filt == FILTER_DELTA else b"") + bytes([prop])
-    return head + lzma.compress(raw, format=lzma.FORMAT_RAW, filters=_chain(filt, dist, prop, literals, PRESET))
+    chain = _chain(filt, dist, dict_size(prop), literals, PRESET)
+    return head + lzma.compress(raw, format=lzma.FORMAT_RAW, filters=chain)
 
 
 def candidates(raw: bytes) -> list[bytes]:
@@ -128,9 +129,7 @@ def decode(payload: bytes, raw_size: int, where: str) -> bytes:
         dist, pos = payload[1] + 1, 2
     if pos >= len(payload) or payload[pos] > 40:
         raise FormatError(f"{where}: bad lzma2 dictionary property")
-    size = min(dict_size(payload[pos]), max(raw_size, MIN_DICT))
-    chain = _chain(filt, dist, 0, None, None)
-    chain[-1]["dict_size"] = size
+    chain = _chain(filt, dist, min(dict_size(payload[pos]), max(raw_size, MIN_DICT)), None, None)
     d = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=chain)
     try:
         raw = d.decompress(payload[pos + 1:], max_length=raw_size + 1)
