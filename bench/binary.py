@@ -71,14 +71,19 @@ def measure(path: Path) -> dict:
 
 
 def table(rows: list[dict]) -> str:
+    """Markdown table of ``rows``; the smallest of xz -9e, zstd -19 and nacrith in bold."""
+    def cells(r: dict) -> list[str]:
+        best = min(r[k] for k in ("xz", "zstd", "nacrith"))
+        return [f"**{r[k]:,}**" if r[k] == best else f"{r[k]:,}" for k in ("xz", "zstd", "nacrith")]
+
     lines = ["| file | bytes | xz -9e | zstd -19 | nacrith | vs xz -9e | frames | encode s |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['file']} | {r['bytes']:,} | {r['xz']:,} | {r['zstd']:,} | **{r['nacrith']:,}** "
+        lines.append(f"| {r['file']} | {r['bytes']:,} | {' | '.join(cells(r))} "
                      f"| {r['vs_xz']:+,} ({100 * r['vs_xz'] / r['xz']:+.1f} %) | {r['frames']} | {r['seconds']} |")
     tot = {k: sum(r[k] for r in rows) for k in ("bytes", "xz", "zstd", "nacrith")}
     d = tot["nacrith"] - tot["xz"]
-    lines.append(f"| **total** | {tot['bytes']:,} | {tot['xz']:,} | {tot['zstd']:,} | **{tot['nacrith']:,}** "
+    lines.append(f"| **total** | {tot['bytes']:,} | {' | '.join(cells(tot))} "
                  f"| {d:+,} ({100 * d / tot['xz']:+.1f} %) | | |")
     return "\n".join(lines)
 
