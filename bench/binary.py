@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import lzma
 import os
 import sys
 import time
 from pathlib import Path
 
 import click
-import zstandard
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.__main__ import CLASSIC  # noqa: E402
 from bench.common import append_row, cpu_model, find_corpora  # noqa: E402
 from nacrith import lzma2  # noqa: E402
 from nacrith.codec import Session, binary_stream, decompress, iter_frames  # noqa: E402
@@ -33,7 +32,6 @@ RESULTS = Path(__file__).parent / "results"
 DEFAULT = ["canterbury/kennedy.xls", "canterbury/ptt5", "canterbury/sum", "calgary/geo", "calgary/obj1",
            "calgary/obj2", "snappy/fireworks.jpeg", "snappy/geo.protodata", "snappy/kppkn.gtb",
            "snappy/paper-100k.pdf"]  # calgary/pic is the same file as canterbury/ptt5
-FILTER_NAMES = {0: "-", 1: "delta", 2: "x86", 3: "powerpc", 4: "ia64", 5: "arm", 6: "armthumb", 7: "sparc"}
 
 
 def settings(blob: bytes) -> str:
@@ -45,7 +43,7 @@ def settings(blob: bytes) -> str:
         name = FRAME_NAMES[fr.kind]
         if name == "lzma2":
             p = bytes(fr.payload)
-            filt = FILTER_NAMES[p[0]] + (f"({p[1] + 1})" if p[0] == lzma2.FILTER_DELTA else "")
+            filt = lzma2.FILTER_NAMES[p[0]] + (f"({p[1] + 1})" if p[0] == lzma2.FILTER_DELTA else "")
             at = 3 if p[0] == lzma2.FILTER_DELTA else 2
             # first LZMA2 chunk: control byte, 2 + 2 size bytes, then the props byte when it
             # resets them (control >= 0xC0; xz specification 5.3.1)
@@ -62,8 +60,7 @@ def measure(path: Path) -> dict:
     blob = binary_stream(data)
     seconds = time.perf_counter() - t
     assert decompress(blob, Session(model=os.devnull)) == data, f"{path}: round trip failed"
-    xz = len(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME))
-    zs = len(zstandard.ZstdCompressor(level=19).compress(data))
+    xz, zs = len(CLASSIC["xz -9e"](data)), len(CLASSIC["zstd -19"](data))
     return dict(file=f"{path.parent.name}/{path.name}", bytes=len(data),
                 sha256=hashlib.sha256(data).hexdigest(), date=datetime.date.today().isoformat(),
                 cpu=cpu_model(), nacrith=len(blob), xz=xz, zstd=zs, vs_xz=len(blob) - xz,

@@ -48,7 +48,7 @@ def x86_calls(n: int) -> bytes:
     return bytes(out)
 
 
-def crafted() -> dict[str, bytes]:
+def crafted() -> dict[str, tuple[bytes, bytes]]:
     """Originals and streams of frames the default encoder does not write by itself: a .xz frame
     (type 5, written by earlier encoders) and Lzma2 frames with each kind of filter."""
     wave = b"".join(struct.pack("<h", int(9000 * math.sin(i / 7))) for i in range(3000))
@@ -84,18 +84,17 @@ def main() -> None:
         (valid / f"{name}.nc").write_bytes(blobs[name])
         print(f"valid/{name}.nc: {len(data)} -> {len(blobs[name])} bytes")
 
-    for name, (data, blob) in crafted().items():
+    extra = crafted()
+    for name, (data, blob) in extra.items():
         (valid / name).write_bytes(data)
         (valid / f"{name}.nc").write_bytes(blob)
         print(f"valid/{name}.nc: {len(data)} -> {len(blob)} bytes")
 
     good = blobs["llm-alice.txt"]
-    wave = (valid / "lzma2-delta2.bin").read_bytes()
+    wave = extra["lzma2-delta2.bin"][0]
     lz = lzma2.encode(wave, lzma2.FILTER_DELTA, 2)
     hdr = StreamHeader(1 << 20).encode()
-    h = total_hasher()
-    h.update(b"abc")
-    stored = hdr + write_frame(FRAME_STORED, b"abc", b"abc") + write_end(3, h.digest())
+    stored = one_frame(FRAME_STORED, b"abc", b"abc")
     bad = {
         "bad-magic": b"\x89NCX" + good[4:],
         "truncated-magic": MAGIC[:5],

@@ -29,6 +29,7 @@ MIN_DICT = 1 << 12  # liblzma's minimum
 FILTER_NONE, FILTER_DELTA = 0, 1
 FILTERS = {0: None, 1: lzma.FILTER_DELTA, 2: lzma.FILTER_X86, 3: lzma.FILTER_POWERPC,
            4: lzma.FILTER_IA64, 5: lzma.FILTER_ARM, 6: lzma.FILTER_ARMTHUMB, 7: lzma.FILTER_SPARC}
+FILTER_NAMES = {0: "-", 1: "delta", 2: "x86", 3: "powerpc", 4: "ia64", 5: "arm", 6: "armthumb", 7: "sparc"}
 DEFAULT_LITERALS = (3, 0, 2)  # lc, lp, pb of every xz preset
 _FILTER_TRIALS = [(0, 0)] + [(1, d) for d in (1, 2, 3, 4)] + [(f, 0) for f in (2, 3, 5, 6, 7)]
 _LITERAL_TRIALS = [(0, 0, 0), (1, 0, 0), (4, 0, 0), (0, 0, 2), (3, 0, 0), (0, 2, 2), (2, 0, 0)]
