@@ -207,7 +207,7 @@ def _compress_one(job: Job, name: str, opts: Options) -> None:
                 # never worse than whole-file zstd -19 / xz -9e (files up to GUARD_MAX bytes,
                 # so memory stays bounded; larger ones rely on the per-frame choice)
                 with open(name, "rb") as f:
-                    blob = smaller_binary_stream(f.read(), n_out)
+                    blob = smaller_binary_stream(f.read(), n_out, enc.enc.first)
                 if blob is not None:
                     dst.seek(0)
                     dst.truncate()

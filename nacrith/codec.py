@@ -357,8 +357,10 @@ class FrameEncoder:
     """
 
     def __init__(self, session: Session, options: Options = Options(), progress: Progress | None = None,
-                 stats: dict | None = None):
+                 stats: dict | None = None, reuse: tuple[bytes, list] | None = None):
         self.session, self.options, self.progress, self.stats = session, options, progress, stats
+        self.reuse = reuse  # (raw, binary candidates) computed before for the same raw bytes
+        self.first: tuple[bytes, list] | None = None  # the same for this stream's only frame so far
         self.pos = 0  # bytes emitted so far
         self.entries: list[SeekEntry] = []
         self.total = 0
@@ -386,10 +388,7 @@ class FrameEncoder:
             self._started = True
         self.hasher.update(raw)
         self.total += len(raw)
-        candidates = [(len(raw), FRAME_STORED, raw)]
-        z = self._zc.compress(raw)
-        candidates.append((len(z), FRAME_ZSTD, z))
-        candidates += [(len(x), FRAME_LZMA2, x) for x in lzma2.candidates(raw)]
+        candidates = self._binary_candidates(raw)
         done = [0]
 
         def prog(n, done=done):
@@ -418,6 +417,20 @@ class FrameEncoder:
                 for k, v in llm_stats.items():
                     self.stats[k] = self.stats.get(k, 0) + v
         return b"".join(parts)
+
+    def _binary_candidates(self, raw: bytes) -> list[tuple[int, int, bytes]]:
+        """(size, frame type, payload) of stored, zstd and the lzma2 settings for ``raw``. Reuses
+        ``self.reuse`` when it holds the same bytes (the whole-input fallback of a one-frame
+        stream codes exactly the hybrid frame's bytes), and keeps the first frame's candidates
+        in ``self.first`` until a second frame comes."""
+        if self.reuse is not None and self.reuse[0] == raw:
+            cands = self.reuse[1]
+        else:
+            z = self._zc.compress(raw)
+            cands = [(len(raw), FRAME_STORED, raw), (len(z), FRAME_ZSTD, z)]
+            cands += [(len(x), FRAME_LZMA2, x) for x in lzma2.candidates(raw)]
+        self.first = (raw, cands) if not self.entries else None
+        return list(cands)
 
     def finish(self) -> bytes:
         """Seek table (when there is more than one data frame) and end frame. Idempotent: a
@@ -479,11 +492,13 @@ def zstd_reference_size(data: bytes) -> int:
     return len(zstandard.ZstdCompressor(compression_params=params).compress(data))
 
 
-def binary_stream(data: bytes) -> bytes:
+def binary_stream(data: bytes, reuse: tuple[bytes, list] | None = None) -> bytes:
     """A stream of binary frames only (the smallest of zstd, lzma2, stored per frame), with a
-    frame size of the whole input (up to the cap): the fallback when the hybrid path loses."""
+    frame size of the whole input (up to the cap): the fallback when the hybrid path loses.
+    ``reuse``: ``FrameEncoder.first`` of the hybrid stream, so that a one-frame input is not
+    compressed twice (the output is the same either way)."""
     opts = Options(frame_size=max(1, min(len(data), MAX_FRAME_SIZE)))
-    enc = FrameEncoder(Session(model=_NO_MODEL), opts)
+    enc = FrameEncoder(Session(model=_NO_MODEL), opts, reuse=reuse)
     out = [enc.encode_frame(data[a:a + opts.frame_size], text=False)
            for a in range(0, len(data), opts.frame_size)]
     return b"".join(out) + enc.finish()
@@ -513,7 +528,7 @@ def compress(data: bytes, session: Session, options: Options = Options(),
     """
     enc = StreamEncoder(session, options, progress, stats)
     out = enc.feed(data) + enc.finish()
-    alt = smaller_binary_stream(data, len(out))
+    alt = smaller_binary_stream(data, len(out), enc.enc.first)
     if alt is not None:
         out = alt
         if stats is not None:
@@ -521,14 +536,14 @@ def compress(data: bytes, session: Session, options: Options = Options(),
     return out
 
 
-def smaller_binary_stream(data: bytes, size: int) -> bytes | None:
+def smaller_binary_stream(data: bytes, size: int, reuse: tuple[bytes, list] | None = None) -> bytes | None:
     """``binary_stream(data)`` when it is smaller than ``size`` bytes, else None. A hybrid stream
     loses to it when its binary runs, compressed apart, do worse than the whole input at once;
     since that stream is at most a few bytes of framing over the better of zstd -19 and xz -9e,
     this bounds every output."""
     if not data:
         return None
-    alt = binary_stream(data)
+    alt = binary_stream(data, reuse)
     return alt if len(alt) < size else None
 
 

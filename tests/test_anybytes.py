@@ -89,3 +89,18 @@ def test_bad_mask():
 @given(st.lists(st.one_of(st.text(max_size=60).map(str.encode), st.binary(max_size=40)), max_size=5))
 def test_mixed_pieces_round_trip(session, pieces):
     check(session, b"".join(pieces))
+
+
+def test_one_frame_binary_input_is_compressed_once(session, monkeypatch):
+    """The whole-input fallback of a one-frame stream reuses the hybrid frame's candidates: the
+    lzma2 search runs once, and the output equals the fallback computed from scratch."""
+    from nacrith import codec, lzma2
+
+    data = corpus("canterbury/sum")[:6000]
+    real, calls = lzma2.candidates, []
+    monkeypatch.setattr(lzma2, "candidates", lambda raw: calls.append(len(raw)) or real(raw))
+    stats: dict = {}
+    blob = compress(data, session, stats=stats)
+    assert calls == [len(data)] and stats.get("fallback")
+    assert blob == codec.binary_stream(data) and calls == [len(data)] * 2
+    assert decompress(blob, session) == data
