@@ -19,6 +19,7 @@ import hashlib
 import mmap
 import os
 import signal
+import stat
 import sys
 import tempfile
 import time
@@ -71,7 +72,10 @@ def atomic_output(path: str, force: bool, like: str | None = None):
     if os.path.exists(path) and not force:
         raise CliError(f"{path}: already exists (use -f to overwrite)")
     d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
+    except OSError as e:  # name the output, not the temporary file
+        raise CliError(f"{path}: {e.strerror or e}") from None
     _TEMPS.add(tmp)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -83,7 +87,10 @@ def atomic_output(path: str, force: bool, like: str | None = None):
                 os.chmod(tmp, os.stat(like).st_mode & 0o777)
             except OSError:
                 pass
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as e:
+            raise CliError(f"{path}: {e.strerror or e}") from None
     except BaseException:
         try:
             os.unlink(tmp)
@@ -109,6 +116,30 @@ def _open_input(name: str):
         raise CliError(f"{name}: is a directory")
     with open(name, "rb") as f:
         yield f
+
+
+def _check_paths(name: str, out: str | None) -> None:
+    """Refuse, before any work, what gzip and zstd refuse: a closed standard stream, an input that
+    is not a regular file (a device or FIFO: --rm would delete it, reading may never end), an
+    output that is the input itself or an existing non-regular file (-f would replace it).
+
+    Raises: CliError naming the path."""
+    if name == "-" and sys.stdin is None:
+        raise CliError("-: standard input is closed")
+    if out == "-" and sys.stdout is None:
+        raise CliError("-: standard output is closed")
+    if name != "-" and os.path.exists(name):
+        mode = os.stat(name).st_mode
+        if stat.S_ISDIR(mode):
+            raise CliError(f"{name}: is a directory")
+        if not stat.S_ISREG(mode):
+            raise CliError(f"{name}: not a regular file -- ignored")
+    if out not in (None, "-") and os.path.exists(out):
+        if name != "-" and os.path.exists(name) and os.path.samefile(name, out):
+            raise CliError(f"{out}: is the input file; refusing to overwrite it")
+        if not stat.S_ISREG(os.stat(out).st_mode) and not os.path.isdir(out):
+            raise CliError(f"{out}: exists and is not a regular file; refusing to replace it "
+                           "(use -c to write to it, or -t to only test)")
 
 
 def _input_size(name: str) -> int | None:
@@ -182,6 +213,7 @@ def _output_name(job: Job, name: str, mode: str) -> str:
 
 def _compress_one(job: Job, name: str, opts: Options) -> None:
     out = _output_name(job, name, "z")
+    _check_paths(name, out)
     if out == "-" and sys.stdout.isatty() and not job.force:
         raise CliError("refusing to write compressed data to a terminal (use -f to force)")
     if out != "-" and os.path.exists(out) and not job.force:
@@ -239,9 +271,10 @@ def _verify(job: Job, path: str, digest: bytes) -> None:
 
 
 def _decompress_one(job: Job, name: str, write: bool) -> None:
+    out = _output_name(job, name, "d") if write else None
+    _check_paths(name, out)
     if name == "-" and sys.stdin.isatty():
         raise CliError("refusing to read compressed data from a terminal")
-    out = _output_name(job, name, "d") if write else None
     if out not in (None, "-") and os.path.exists(out) and not job.force:
         raise CliError(f"{out}: already exists (use -f to overwrite)")
     bar = _Progress(_declared_size(name), os.path.basename(name), job.progress, job.quiet)
@@ -310,6 +343,7 @@ def _declared_size(name: str) -> int | None:
 
 
 def _list_one(job: Job, name: str) -> None:
+    _check_paths(name, None)
     if name == "-":
         blob = sys.stdin.buffer.read()
     else:

@@ -196,3 +196,29 @@ def test_ensemble_flags_are_recorded_and_decode_without_flags(runner, tmp_path, 
     assert "shared" not in r.stdout
     r = runner.invoke(cli.main, ["-dc", str(tmp_path / "e.txt.nc")])  # no ensemble flags given
     assert r.exit_code == 0 and r.stdout_bytes == text
+
+
+def test_refuses_input_as_output_devices_fifos_and_names_the_output(runner, tmp_path, text):
+    f = tmp_path / "same.txt"
+    f.write_bytes(text)
+    r = runner.invoke(cli.main, ["-f", "--rm", "-o", str(f), str(f)])  # output is the input
+    assert r.exit_code == 1 and "is the input file" in r.stderr and f.read_bytes() == text
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    r = runner.invoke(cli.main, ["--rm", str(fifo)])  # would block, and --rm would delete it
+    assert r.exit_code == 1 and "not a regular file" in r.stderr and fifo.exists()
+    r = runner.invoke(cli.main, ["-f", "-o", str(fifo), str(f)])  # -f must not replace a FIFO
+    assert r.exit_code == 1 and "not a regular file" in r.stderr and fifo.is_fifo()
+    out = tmp_path / "missing-dir" / "x.nc"
+    r = runner.invoke(cli.main, ["-o", str(out), str(f)])
+    assert r.exit_code == 1 and r.stderr == f"nacrith: {out}: No such file or directory\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe", "same.txt"]
+
+
+@pytest.mark.parametrize("args, fd", [(["-d"], 0), (["-t"], 0), (["-c", "-"], 1)])
+def test_closed_standard_streams_are_one_line_errors(tmp_path, args, fd):
+    r = subprocess.run([sys.executable, "-m", "nacrith.cli", *args], stdin=subprocess.PIPE,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120,
+                       preexec_fn=lambda: os.close(fd))
+    err = r.stderr.decode()
+    assert r.returncode == 1 and err.count("\n") == 1 and "is closed" in err, err
