@@ -112,9 +112,7 @@ def _open_input(name: str):
     if name == "-":
         yield sys.stdin.buffer
         return
-    if os.path.isdir(name):
-        raise CliError(f"{name}: is a directory")
-    with open(name, "rb") as f:
+    with open(name, "rb") as f:  # _check_paths has refused directories and devices
         yield f
 
 
@@ -347,8 +345,6 @@ def _list_one(job: Job, name: str) -> None:
     if name == "-":
         blob = sys.stdin.buffer.read()
     else:
-        if os.path.isdir(name):
-            raise CliError(f"{name}: is a directory")
         with open(name, "rb") as f:  # mapped, not read: listing a huge file stays small in memory
             blob = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if os.path.getsize(name) else b""
     frames = list(iter_frames(blob))

@@ -203,6 +203,9 @@ def test_refuses_input_as_output_devices_fifos_and_names_the_output(runner, tmp_
     f.write_bytes(text)
     r = runner.invoke(cli.main, ["-f", "--rm", "-o", str(f), str(f)])  # output is the input
     assert r.exit_code == 1 and "is the input file" in r.stderr and f.read_bytes() == text
+    for mode in ([], ["-l"], ["-t"]):
+        r = runner.invoke(cli.main, [*mode, str(tmp_path)])
+        assert r.exit_code == 1 and r.stderr == f"nacrith: {tmp_path}: is a directory\n"
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     r = runner.invoke(cli.main, ["--rm", str(fifo)])  # would block, and --rm would delete it
