@@ -33,7 +33,10 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import cpu_model, find_corpora  # noqa: E402
 from nacrith import __version__  # noqa: E402
-from nacrith.codec import Options, Session, compress, decompress, iter_frames  # noqa: E402
+from nacrith.session import Options, Session  # noqa: E402
+from nacrith.policy import compress  # noqa: E402
+from nacrith.decoder import decompress  # noqa: E402
+from nacrith.container import iter_frames  # noqa: E402
 from nacrith.container import FRAME_LLM, VERSION as FORMAT_VERSION, EndFrame  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"

@@ -22,7 +22,9 @@ import click
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.__main__ import llm_share  # noqa: E402
-from nacrith.codec import Session, compress, decompress  # noqa: E402
+from nacrith.session import Session  # noqa: E402
+from nacrith.policy import compress  # noqa: E402
+from nacrith.decoder import decompress  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "anybytes.jsonl"
 # a lone Latin-1 byte, bytes the SmolLM2 vocabulary lacks, a truncated UTF-8 sequence, a C1 byte

@@ -3,7 +3,7 @@
     .venv/bin/python bench/binary.py [FILE...]
 
 For each file (default: the binary files of the Canterbury, Calgary and Snappy corpora), the
-stream nacrith writes when no text run pays off (``nacrith.codec.binary_stream``: per frame the
+stream nacrith writes when no text run pays off (``nacrith.policy.binary_stream``: per frame the
 smallest of zstd -19, raw LZMA2 with searched settings, stored; container included) is decoded,
 compared with the original, and set against ``xz -9e`` and ``zstd -19`` of the whole file.
 Rows go to bench/results/binary.jsonl; the table to bench/results/binary.md.
@@ -25,7 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.__main__ import CLASSIC  # noqa: E402
 from bench.common import append_row, cpu_model, find_corpora  # noqa: E402
 from nacrith import lzma2  # noqa: E402
-from nacrith.codec import Session, binary_stream, decompress, iter_frames  # noqa: E402
+from nacrith.session import Session  # noqa: E402
+from nacrith.policy import binary_stream  # noqa: E402
+from nacrith.decoder import decompress  # noqa: E402
+from nacrith.container import iter_frames  # noqa: E402
 from nacrith.container import FRAME_NAMES, EndFrame  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"

@@ -14,7 +14,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import find_corpora  # noqa: E402
 from nacrith import model as M  # noqa: E402
-from nacrith.lanes import Window, decode_lanes  # noqa: E402
+from nacrith.lanes import decode_lanes  # noqa: E402
+from nacrith.params import Window  # noqa: E402
 
 
 def invariance(m, n=160) -> dict:

@@ -24,9 +24,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import append_row, find_corpora, read_rows  # noqa: E402
-from nacrith.codec import Options, Session, compress, decompress  # noqa: E402
-from nacrith.ensemble import EnsembleParams  # noqa: E402
-from nacrith.lanes import Window  # noqa: E402
+from nacrith.session import Options, Session  # noqa: E402
+from nacrith.policy import compress  # noqa: E402
+from nacrith.decoder import decompress  # noqa: E402
+from nacrith.params import EnsembleParams  # noqa: E402
+from nacrith.params import Window  # noqa: E402
 from nacrith.model import LlamaContext  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "lanes.jsonl"
@@ -85,7 +87,7 @@ def grid(files, nbytes, lanes, workers, heads):
     run with one worker only."""
     cores = len(os.sched_getaffinity(0))
     for h in heads.split(","):
-        ens = EnsembleParams(shared_lanes=h == "shared")
+        ens = EnsembleParams(shared_heads=h == "shared")
         for w in map(int, workers.split(",")):
             if h == "shared" and w > 1:
                 continue

@@ -22,9 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import append_row, find_corpora, read_rows  # noqa: E402
-from nacrith import _native, codec  # noqa: E402
-from nacrith.codec import Options, Session, compress, decompress  # noqa: E402
-from nacrith.ensemble import LLM_ONLY, EnsembleParams  # noqa: E402
+from nacrith import _native, llm_frame  # noqa: E402
+from nacrith.session import Options, Session  # noqa: E402
+from nacrith.policy import compress  # noqa: E402
+from nacrith.decoder import decompress  # noqa: E402
+from nacrith.params import LLM_ONLY, EnsembleParams  # noqa: E402
 from nacrith.model import LlamaContext  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "overhead.jsonl"
@@ -44,10 +46,10 @@ def _timed(fn, key):
 
 def _install_timers() -> None:
     LlamaContext.decode = _timed(LlamaContext.decode, "llm")
-    dec, enc = codec.decode_lanes, codec.encode_lanes_lockstep
-    codec.decode_lanes = lambda ctx, lengths, bos, window, choose, needs_llm=None: dec(
+    dec, enc = llm_frame.decode_lanes, llm_frame.encode_lanes_lockstep
+    llm_frame.decode_lanes = lambda ctx, lengths, bos, window, choose, needs_llm=None: dec(
         ctx, lengths, bos, window, _timed(choose, "heads"), needs_llm)
-    codec.encode_lanes_lockstep = lambda ctx, lanes, bos, window, on_step: enc(
+    llm_frame.encode_lanes_lockstep = lambda ctx, lanes, bos, window, on_step: enc(
         ctx, lanes, bos, window, _timed(on_step, "heads"))
 
 
@@ -64,7 +66,7 @@ def main(path, nbytes, configs, min_lane_tokens):
     session = Session()
     for name in configs.split(","):
         opts = Options(ensemble=CONFIGS[name], min_lane_tokens=min_lane_tokens)
-        row = dict(file=src.name, bytes=len(data), config=name, simd=_native.set_simd(True),
+        row = dict(file=src.name, bytes=len(data), config=name, simd=_native._testing.set_simd(True),
                    threads=session.threads, date=time.strftime("%Y-%m-%d"))
         stats: dict = {}
         for side in ("compress", "decompress"):

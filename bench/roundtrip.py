@@ -22,8 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import append_row, cpu_model  # noqa: E402
 from nacrith import __version__  # noqa: E402
-from nacrith.codec import Options, Session, compress, decompress  # noqa: E402
-from nacrith.lanes import Window  # noqa: E402
+from nacrith.session import Options, Session  # noqa: E402
+from nacrith.policy import compress  # noqa: E402
+from nacrith.decoder import decompress  # noqa: E402
+from nacrith.params import Window  # noqa: E402
 
 
 @click.command()

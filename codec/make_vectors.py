@@ -23,10 +23,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from nacrith import lzma2  # noqa: E402
-from nacrith.codec import Options, Session, compress  # noqa: E402
+from nacrith.session import Options, Session  # noqa: E402
+from nacrith.policy import compress  # noqa: E402
 from nacrith.container import (FRAME_LLM, FRAME_LZMA, FRAME_LZMA2, FRAME_STORED, MAGIC,  # noqa: E402
                                StreamHeader, total_hasher, varint, write_end, write_frame)
-from nacrith.lanes import Window  # noqa: E402
+from nacrith.params import Window  # noqa: E402
 
 CORPORA = HERE.parent.parent / "shared" / "corpora"
 

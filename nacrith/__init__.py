@@ -9,21 +9,42 @@ One-shot use::
 Incremental and file APIs follow the standard library's ``lzma``: ``NacrithCompressor``,
 ``NacrithDecompressor``, ``nacrith.open``. A ``Session`` holds the loaded model (and worker
 processes); pass ``session=`` to reuse one, otherwise one shared session per model path is used.
+
+Names are imported on first use (PEP 562), so the pure format layer (``nacrith.container``,
+``nacrith.params``) imports without numpy, llama.cpp or the native module.
+
+Data flow, one module per stage: bytes -> ``segment`` (text/binary runs, tokens) -> ``lanes``
+(llama.cpp logits, ``model``) -> ``ensemble`` (heads, CDF: ``native/``) -> ``coder`` -> frames
+(``llm_frame``, ``binary``) -> ``encoder`` / ``decoder`` -> ``container`` (the stream format);
+``policy`` (size guard), ``session`` (resources), ``stream`` (file API), ``cli``.
 """
 
 __version__ = "0.1.0"
 
-from . import codec as _codec  # noqa: E402
-from .codec import Options, Session  # noqa: E402
-from .ensemble import LLM_ONLY, EnsembleParams  # noqa: E402
-from .errors import (BackendError, ChecksumError, FormatError, ModelMismatchError,  # noqa: E402
-                     ModelNotFoundError, NacrithError, TruncatedError)
-from .lanes import Window  # noqa: E402
-from .model import Model  # noqa: E402
-from .stream import NacrithCompressor, NacrithDecompressor, NacrithFile, get_session, open  # noqa: E402
+_LAZY = {
+    "Options": "session", "Session": "session", "LLM_ONLY": "params", "EnsembleParams": "params",
+    "Window": "params", "Model": "model", "NacrithCompressor": "stream", "NacrithDecompressor": "stream",
+    "NacrithFile": "stream", "get_session": "stream", "open": "stream",
+    **{name: "errors" for name in ("BackendError", "ChecksumError", "FormatError", "ModelMismatchError",
+                                   "ModelNotFoundError", "NacrithError", "TruncatedError")},
+}
 
 
-def compress(data, *, model=None, session: Session | None = None, **options) -> bytes:
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'nacrith' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
+
+def compress(data, *, model=None, session=None, **options) -> bytes:
     """Compress ``data`` (bytes-like) into a nacrith stream.
 
     Args:
@@ -33,21 +54,28 @@ def compress(data, *, model=None, session: Session | None = None, **options) -> 
             frame_size (bytes), max_lanes, min_lane_tokens (tokens), batch (tokens).
 
     Returns:
-        the compressed stream (bytes).
+        the compressed stream (bytes); the same bytes as ``NacrithCompressor`` gives.
 
     Raises:
         ModelNotFoundError, BackendError; ValueError for bad options.
     """
-    return _codec.compress(bytes(data), get_session(model, session), Options(**options))
+    from . import policy
+    from .session import Options
+    from .stream import get_session
+
+    return policy.compress(bytes(data), get_session(model, session), Options(**options))
 
 
-def decompress(data, *, model=None, session: Session | None = None) -> bytes:
+def decompress(data, *, model=None, session=None) -> bytes:
     """Decompress a nacrith stream; every checksum is verified.
 
     Raises:
         FormatError, TruncatedError, ChecksumError, ModelMismatchError.
     """
-    return _codec.decompress(bytes(data), get_session(model, session))
+    from . import decoder
+    from .stream import get_session
+
+    return decoder.decompress(bytes(data), get_session(model, session))
 
 
 __all__ = ["compress", "decompress", "open", "NacrithCompressor", "NacrithDecompressor", "NacrithFile",

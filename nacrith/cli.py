@@ -28,14 +28,14 @@ from contextlib import contextmanager
 import click
 
 from . import __version__
-from .codec import FrameDecoder, Options, Session, StreamEncoder, iter_frames, smaller_binary_stream
-from .container import FRAME_LLM, FRAME_NAMES, read_header, read_llm_payload
-from .ensemble import LLM_ONLY, MIXER_NAMES, EnsembleParams
+from .container import FRAME_LLM, FRAME_NAMES, VERSION, Frame, LLMParams, StreamParser, read_llm_payload
+from .decoder import FrameDecoder
+from .policy import GuardedEncoder
+from .session import Options, Session
+from .params import LLM_ONLY, MIXER_NAMES, EnsembleParams, Window
 from .errors import NacrithError
-from .lanes import Window
 
 SUFFIX = ".nc"
-GUARD_MAX = 64 << 20
 CHUNK = 1 << 16
 _E = EnsembleParams()
 _O = Options()
@@ -217,7 +217,7 @@ def _compress_one(job: Job, name: str, opts: Options) -> None:
     if out != "-" and os.path.exists(out) and not job.force:
         raise CliError(f"{out}: already exists (use -f to overwrite)")
     bar = _Progress(_input_size(name), os.path.basename(name), job.progress, job.quiet)
-    enc = StreamEncoder(job.session, opts, bar)
+    enc = GuardedEncoder(job.session, opts, bar)
     n_in = n_out = 0
     digest = hashlib.blake2b(digest_size=16)
     t0 = time.perf_counter()
@@ -233,16 +233,6 @@ def _compress_one(job: Job, name: str, opts: Options) -> None:
             blob = enc.finish()
             dst.write(blob)
             n_out += len(blob)
-            if out != "-" and name != "-" and n_in <= GUARD_MAX:
-                # never worse than whole-file zstd -19 / xz -9e (files up to GUARD_MAX bytes,
-                # so memory stays bounded; larger ones rely on the per-frame choice)
-                with open(name, "rb") as f:
-                    blob = smaller_binary_stream(f.read(), n_out, enc.enc.first)
-                if blob is not None:
-                    dst.seek(0)
-                    dst.truncate()
-                    dst.write(blob)
-                    n_out = len(blob)
     finally:
         bar.close()
     dt = time.perf_counter() - t0
@@ -347,17 +337,17 @@ def _list_one(job: Job, name: str) -> None:
     else:
         with open(name, "rb") as f:  # mapped, not read: listing a huge file stays small in memory
             blob = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if os.path.getsize(name) else b""
-    frames = list(iter_frames(blob))
-    end = frames[-1]
-    data_frames = frames[:-1]
-    header, _ = read_header(blob)
+    parser = StreamParser(blob)
+    items = list(parser)  # checks the structure (and the seek table) before printing
+    if parser.unused_data:
+        raise NacrithError(f"{len(parser.unused_data)} bytes of trailing data after the end frame")
+    end = parser.end
+    data_frames = [x for x in items if isinstance(x, Frame)]
+    header = parser.header
     click.echo(f"file:        {name}")
-    click.echo(f"format:      nacrith stream v1, frame size {header.frame_size} bytes")
-    shown = set()
-    for fr in data_frames:
-        p = fr.params
-        if p is not None and id(p) not in shown:
-            shown.add(id(p))
+    click.echo(f"format:      nacrith stream v{VERSION}, frame size {header.frame_size} bytes")
+    for p in items:
+        if isinstance(p, LLMParams):
             w = p.window
             click.echo(f"model:       {p.model_name} sha256 {p.model_id.hex()}...")
             click.echo(f"backend:     {p.backend} (id {p.backend_id.hex()})")
@@ -479,7 +469,7 @@ def _options(f):
                      help="Initial LLM weight of the mixer."),
         click.option("--skip-bits", type=click.FloatRange(0, 64, max_open=True), default=_E.skip_bits,
                      show_default=True, help="Skip the LLM when the n-gram entropy is below this (0: never)."),
-        click.option("--shared-heads/--lane-heads", default=_E.shared_lanes, show_default=True,
+        click.option("--shared-heads/--lane-heads", default=_E.shared_heads, show_default=True,
                      help="The lanes of a frame share one set of ensemble heads, or each lane has its own."),
     ]
     for o in reversed(opts):

@@ -1,5 +1,9 @@
 """The nacrith stream format: header, frames, end frame (``codec/FORMAT.md`` is normative).
 
+Pure: parsing needs no numpy, llama.cpp or native import. ``StreamParser`` is the one reader of
+the stream grammar ``header (params | data frame)* [seek table] end``; the decoder, ``-t``,
+``-l`` and random access (``nacrith.decoder.SeekIndex``) all use it.
+
 All integers are little-endian. Every length is checked against the bytes that remain and
 against caps before anything is allocated.
 """
@@ -11,8 +15,7 @@ import struct
 from dataclasses import dataclass
 
 from .errors import FormatError, TruncatedError
-from .ensemble import EnsembleParams
-from .lanes import Window
+from .params import EnsembleParams, Window
 
 MAGIC = b"\x89NCR\r\n\x1a\n"
 VERSION = 1
@@ -213,7 +216,7 @@ def read_params(buf, pos: int) -> tuple[LLMParams, int]:
 
 
 @dataclass
-class FrameHeader:
+class Frame:
     """One data frame: ``kind`` (FRAME_*), ``raw_size`` original bytes, ``payload`` (memoryview),
     ``checksum`` (8 bytes), ``offset`` (of the frame in the stream), ``params`` (the LLMParams in
     force, or None)."""
@@ -293,8 +296,167 @@ def read_end(buf, pos: int) -> tuple[EndFrame, int]:
     return EndFrame(total, digest, pos, seek), pos + END_FRAME.size
 
 
+def _at(e: Exception, base: int) -> Exception:
+    """``e`` with buffer offsets in its message made stream offsets (``base``: stream offset
+    of the buffer's first byte)."""
+    if base:
+        import re
+
+        msg = re.sub(r"offset (\d+)", lambda m: f"offset {int(m.group(1)) + base}", str(e))
+        return type(e)(msg)
+    return e
+
+
+@dataclass
+class SeekTable:
+    """The seek table frame: one ``SeekEntry`` per data frame, and its own stream offset."""
+
+    entries: list
+    offset: int
+
+
+class StreamParser:
+    """Pull parser of a nacrith stream: ``header (params | data frame)* [seek table] end``.
+
+    Feed bytes with ``feed(data)`` (or give the whole stream as ``data``); ``next()`` returns the
+    next item: ``StreamHeader``, ``LLMParams``, ``Frame`` (``params`` set for LLM frames),
+    ``SeekTable`` or ``EndFrame``, or ``None`` when it needs more input. Offsets in items and in
+    errors are stream offsets. Structure is checked here (LLM frames follow a params frame, the
+    seek table lists exactly the data frames before it, the end frame points to it); content
+    checksums are the decoder's job. Bytes after the end frame are kept in ``unused_data``.
+
+    Args:
+        data: the whole stream (parsed in place: payloads are views of it), or None to feed.
+        offset, header, params: start in the middle of a stream (random access): the stream
+            offset of the first byte given, and the header and params in force there. The seek
+            table is then not checked against the frames.
+
+    Raises (from ``next``):
+        FormatError: malformed stream. TruncatedError: only from ``close()`` (input ended early).
+    """
+
+    def __init__(self, data=None, *, offset: int = 0, header: StreamHeader | None = None,
+                 params: LLMParams | None = None):
+        self._fed = data is None
+        self._buf = bytearray() if data is None else memoryview(data)
+        self._pos = 0  # index in _buf of the next unparsed byte
+        self._base = offset  # stream offset of _buf[0]
+        self.header = header
+        self.params = params
+        self._params_at = 0
+        self._check_seek = offset == 0
+        self.entries: list[SeekEntry] = []
+        self.seek: SeekTable | None = None
+        self.end: EndFrame | None = None
+        self.unused_data = b""
+
+    @property
+    def offset(self) -> int:
+        """Stream offset of the next unparsed byte."""
+        return self._base + self._pos
+
+    def feed(self, data) -> None:
+        if not self._fed:
+            raise ValueError("parser was given the whole stream")
+        if self.end is not None:
+            self.unused_data += bytes(data)
+            return
+        if self._pos:
+            del self._buf[:self._pos]
+            self._base += self._pos
+            self._pos = 0
+        self._buf += data
+
+    def __iter__(self):
+        while (item := self.next()) is not None:
+            yield item
+        self.close()
+
+    def next(self):
+        if self.end is not None:
+            return None
+        try:
+            with memoryview(self._buf) as buf:
+                item, end = self._parse(buf[self._pos:])
+        except TruncatedError:
+            return None
+        self._pos += end
+        return item
+
+    def close(self) -> None:
+        """Declare the input complete. Raises TruncatedError when no end frame was read."""
+        if self.end is None:
+            if self.header is None and not len(self._buf):
+                raise TruncatedError("empty input: not a nacrith stream")
+            with memoryview(self._buf) as buf:  # its message says what is cut short
+                self._parse(buf[self._pos:])
+            raise TruncatedError(f"truncated stream: input ends at offset {self._base + len(self._buf)}, "
+                                 "before the end frame")
+
+    def _parse(self, buf):
+        """Parse the item at ``buf[0]`` (stream offset ``self.offset``): (item, its length)."""
+        at = self.offset
+
+        def read(fn, *args):  # buffer offsets in read_*'s messages become stream offsets
+            try:
+                return fn(buf, 0, *args)
+            except (FormatError, TruncatedError) as e:
+                raise _at(e, at) from None
+
+        if self.header is None:
+            self.header, end = read(read_header)
+            return self.header, end
+        if not len(buf):
+            raise TruncatedError(f"truncated stream: no end frame at offset {at}")
+        kind = buf[0]
+        if kind == FRAME_PARAMS:
+            self.params, end = read(read_params)
+            self._params_at = at
+            return self.params, end
+        if kind == FRAME_SEEK:
+            if self.seek is not None:
+                raise FormatError(f"second seek table at offset {at}")
+            entries, end = read(read_seek_table, at)
+            if self._check_seek and entries != self.entries:
+                raise FormatError(f"seek table at offset {at} does not match the stream's frames")
+            self.seek = SeekTable(entries, at)
+            return self.seek, end
+        fr, end = read(read_frame, self.header.frame_size)
+        fr.offset += at
+        if isinstance(fr, EndFrame):
+            want = self.seek.offset if self.seek else 0
+            if fr.seek_offset != want:
+                raise FormatError(f"end frame points to a seek table at {fr.seek_offset}, found {want}")
+            self.end = fr
+            self.unused_data = bytes(buf[end:])
+            return fr, len(buf)
+        if self.seek is not None:
+            raise FormatError(f"data frame at offset {at} after the seek table")
+        if fr.kind == FRAME_LLM:
+            if self.params is None:
+                raise FormatError(f"llm frame at offset {at} without a preceding params frame")
+            fr.params = self.params
+        if self._fed:
+            fr.payload = memoryview(bytes(fr.payload))  # detach from the buffer
+        self.entries.append(SeekEntry(fr.raw_size, at, self._params_at if fr.kind == FRAME_LLM else 0))
+        return fr, end
+
+
+def iter_frames(data):
+    """Each data frame of the whole stream ``data`` (``Frame``, with ``params`` set), then the
+    ``EndFrame``; trailing data is an error. Structure only, content checksums unchecked.
+
+    Raises: FormatError, TruncatedError (malformed stream)."""
+    p = StreamParser(data)
+    for item in p:
+        if isinstance(item, (Frame, EndFrame)):
+            yield item
+    if p.unused_data:
+        raise FormatError(f"{len(p.unused_data)} bytes of trailing data after the end frame")
+
+
 def read_frame(buf, pos: int, frame_size: int):
-    """Parse the data or end frame at ``buf[pos:]``. Returns (FrameHeader | EndFrame, next offset)."""
+    """Parse the data or end frame at ``buf[pos:]``. Returns (Frame | EndFrame, next offset)."""
     _need(buf, pos, 1, "frame type")
     kind = buf[pos]
     if kind == FRAME_END:
@@ -313,7 +475,7 @@ def read_frame(buf, pos: int, frame_size: int):
     _need(buf, p, psize, f"frame payload at offset {pos}")
     if kind == FRAME_STORED and psize != raw_size:
         raise FormatError(f"stored frame at offset {pos}: payload {psize} != size {raw_size}")
-    return FrameHeader(kind, raw_size, memoryview(buf)[p:p + psize], checksum, pos), p + psize
+    return Frame(kind, raw_size, memoryview(buf)[p:p + psize], checksum, pos), p + psize
 
 
 def write_llm_payload(lane_tokens: list[int], streams: list[bytes]) -> bytes:

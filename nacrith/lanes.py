@@ -19,31 +19,12 @@ re-quantises all cells of the context, so it must happen at the same point in ev
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 
 from .model import LlamaContext
-
-
-@dataclass(frozen=True)
-class Window:
-    """Sliding KV-cache window of a lane, in tokens.
-
-    size: most positions held (C); sink: leading positions never evicted (S);
-    slide: positions evicted at once when the window is full (B).
-    """
-
-    size: int = 2048
-    sink: int = 4
-    slide: int = 512
-
-    def __post_init__(self):
-        if not (1 <= self.sink and 1 <= self.slide and self.sink + self.slide <= self.size):
-            raise ValueError(f"bad window: need 1 <= sink, 1 <= slide, sink + slide <= size ({self})")
-        if self.size > 1 << 20:
-            raise ValueError(f"window size {self.size} too large")
+from .params import Window
 
 
 def _slide(ctx: LlamaContext, seqs: Sequence[int], w: Window) -> None:

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import io
 import os
-from typing import BinaryIO
 
-from .codec import (FrameDecoder, Options, Session, StreamEncoder, decode_frame, read_frame,
-                    read_header, read_params)
-from .container import (END_FRAME, FRAME_LLM, MAX_PARAMS, EndFrame, read_end, read_seek_table,
-                        read_varint)
-from .errors import FormatError, TruncatedError
+from .decoder import FrameDecoder, SeekIndex
+from .errors import FormatError
+from .policy import GuardedEncoder
+from .session import Options, Session
 
 _sessions: dict = {}
 
@@ -47,7 +45,7 @@ class NacrithCompressor:
     """
 
     def __init__(self, *, model=None, session: Session | None = None, **options):
-        self._enc = StreamEncoder(get_session(model, session), Options(**options))
+        self._enc = GuardedEncoder(get_session(model, session), Options(**options))
         self._done = False
 
     def compress(self, data) -> bytes:
@@ -93,78 +91,6 @@ class NacrithDecompressor:
         return self._dec.unused_data
 
 
-class _SeekIndex:
-    """Frame index of a seekable compressed file, read from its end frame and seek table."""
-
-    def __init__(self, fp: BinaryIO):
-        fp.seek(0, io.SEEK_END)
-        size = fp.tell()
-        if size < END_FRAME.size:
-            raise TruncatedError("file too short for a nacrith stream")
-        fp.seek(0)
-        head = fp.read(32)
-        self.header, _ = read_header(head, 0)
-        fp.seek(size - END_FRAME.size)
-        tail = fp.read(END_FRAME.size)
-        if tail[0] != 0:
-            raise FormatError("no end frame at the end of the file (truncated?)")
-        end, _ = read_end(tail, 0)
-        self.end: EndFrame = end
-        end_off = size - END_FRAME.size
-        if end.seek_offset >= end_off:
-            raise FormatError("end frame: seek table offset out of range")
-        self.entries = []
-        if end.seek_offset:
-            fp.seek(end.seek_offset)
-            blob = fp.read(end_off - end.seek_offset)
-            self.entries, used = read_seek_table(blob, 0, end.seek_offset)
-            if used != len(blob):
-                raise FormatError("seek table does not end at the end frame")
-        self.starts = []
-        pos = 0
-        for e in self.entries:
-            self.starts.append(pos)
-            pos += e.raw_size
-        if self.entries and pos != end.total_size:
-            raise FormatError("seek table sizes do not add up to the total size")
-        self._fp = fp
-        self._params_cache: dict = {}
-
-    def frame_at(self, offset: int) -> int:
-        """Index of the frame holding uncompressed ``offset`` (bisect)."""
-        import bisect
-
-        return max(0, bisect.bisect_right(self.starts, offset) - 1)
-
-    def read_frame(self, session: Session, i: int) -> bytes:
-        e = self.entries[i]
-        fp = self._fp
-        fp.seek(e.offset)
-        head = fp.read(1 + 9 + 9)
-        raw_size, p = read_varint(head, 1, "frame size")
-        psize, p = read_varint(head, p, "payload size")
-        if psize > raw_size or raw_size > self.header.frame_size:
-            raise FormatError(f"frame at offset {e.offset}: bad sizes")
-        fp.seek(e.offset)
-        blob = fp.read(p + 8 + psize)
-        fr, _ = read_frame(blob, 0, self.header.frame_size)
-        if fr.raw_size != e.raw_size:
-            raise FormatError(f"frame at offset {e.offset} does not match the seek table")
-        fr.offset = e.offset
-        if fr.kind == FRAME_LLM:
-            if not e.params_offset:
-                raise FormatError(f"llm frame at offset {e.offset} has no params frame in the seek table")
-            fr.params = self._params(e.params_offset)
-        return decode_frame(session, fr, self.starts[i])
-
-    def _params(self, off: int):
-        if off not in self._params_cache:
-            self._fp.seek(off)
-            blob = self._fp.read(MAX_PARAMS + 16)
-            self._params_cache[off] = read_params(blob, 0)[0]
-        return self._params_cache[off]
-
-
 class NacrithFile(io.BufferedIOBase):
     """A file object over a nacrith stream (``lzma.LZMAFile`` semantics).
 
@@ -198,7 +124,7 @@ class NacrithFile(io.BufferedIOBase):
         if mode == "r":
             self._dec = FrameDecoder(self._session)
             self._buffer = b""
-            self._index: _SeekIndex | None = None
+            self._index: SeekIndex | None = None
             self._next_frame: int | None = None  # set after a seek: read frames via the index
             self._eof = False
         else:
@@ -321,7 +247,7 @@ class NacrithFile(io.BufferedIOBase):
             offset = self._pos + offset
         elif whence == io.SEEK_END:
             if self._index is None and self._fp.seekable():
-                self._index = _SeekIndex(self._fp)
+                self._index = SeekIndex(self._fp)
             if self._index is None:
                 while self.read(1 << 20):
                     pass
@@ -333,7 +259,7 @@ class NacrithFile(io.BufferedIOBase):
         offset = max(0, offset)
         if self._fp.seekable():
             if self._index is None:
-                self._index = _SeekIndex(self._fp)
+                self._index = SeekIndex(self._fp)
             idx = self._index
             if offset >= idx.end.total_size:
                 self._buffer, self._pos, self._eof = b"", idx.end.total_size, True

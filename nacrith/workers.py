@@ -11,28 +11,25 @@ from __future__ import annotations
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor
 
+from .llm_frame import decode_group, encode_group
+from .session import Session
+
 _session = None
 
 
 def _init(model_path: str, threads: int, gpu_layers: int) -> None:
     global _session
-    from .codec import Session
-
     _session = Session(model_path, threads=threads, workers=1, gpu_layers=gpu_layers)
     _session.model.token_bytes  # load now, not inside the first job
 
 
 def _encode(job):
-    from .codec import encode_group
-
     lanes, window, ensemble, batch, escapes = job
     stats: dict = {}
     return encode_group(_session, lanes, window, ensemble, batch, stats=stats, escapes=escapes), stats
 
 
 def _decode(job):
-    from .codec import decode_group
-
     streams, counts, window, ensemble, max_bytes, where = job
     return decode_group(_session, streams, counts, window, ensemble, max_bytes, where)
 

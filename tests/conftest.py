@@ -25,7 +25,7 @@ def corpus(rel: str) -> bytes:
 @pytest.fixture(scope="session")
 def session():
     """One real llama.cpp session on the default model, shared by all tests."""
-    from nacrith.codec import Session
+    from nacrith.session import Session
 
     s = Session()
     s.model  # load now: a missing model fails here, loudly

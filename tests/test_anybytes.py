@@ -10,7 +10,10 @@ import random
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from nacrith.codec import GUARD_SLACK, compress, decompress, iter_frames, zstd_reference_size
+from nacrith.policy import GUARD_SLACK, compress
+from nacrith.decoder import decompress
+from nacrith.container import iter_frames
+from nacrith.binary import zstd_reference_size
 from nacrith.container import FRAME_LLM, EndFrame
 from nacrith.segment import split_text
 
@@ -94,7 +97,7 @@ def test_mixed_pieces_round_trip(session, pieces):
 def test_one_frame_binary_input_is_compressed_once(session, monkeypatch):
     """The whole-input fallback of a one-frame stream reuses the hybrid frame's candidates: the
     lzma2 search runs once, and the output equals the fallback computed from scratch."""
-    from nacrith import codec, lzma2
+    from nacrith import lzma2, policy
 
     data = corpus("canterbury/sum")[:6000]
     real, calls = lzma2.candidates, []
@@ -102,5 +105,5 @@ def test_one_frame_binary_input_is_compressed_once(session, monkeypatch):
     stats: dict = {}
     blob = compress(data, session, stats=stats)
     assert calls == [len(data)] and stats.get("fallback")
-    assert blob == codec.binary_stream(data) and calls == [len(data)] * 2
+    assert blob == policy.binary_stream(data) and calls == [len(data)] * 2
     assert decompress(blob, session) == data

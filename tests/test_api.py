@@ -10,7 +10,7 @@ import pytest
 
 import nacrith
 from nacrith import NacrithCompressor, NacrithDecompressor
-from nacrith.lanes import Window
+from nacrith.params import Window
 
 from .conftest import corpus
 

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from nacrith import cli
-from nacrith.codec import compress
+from nacrith.policy import compress
 
 from .conftest import corpus
 

@@ -13,12 +13,14 @@ import os
 import pytest
 import zstandard
 
-from nacrith.codec import Session, decompress, iter_frames
+from nacrith.session import Session
+from nacrith.decoder import decompress
+from nacrith.container import iter_frames
 from nacrith.container import (FRAME_STORED, FRAME_ZSTD, MAGIC, EndFrame, LLMParams, StreamHeader,
                                read_params, read_varint, total_hasher, varint, write_end, write_frame)
 from nacrith.errors import ChecksumError, FormatError, NacrithError, TruncatedError
-from nacrith.ensemble import EnsembleParams
-from nacrith.lanes import Window
+from nacrith.params import EnsembleParams
+from nacrith.params import Window
 
 
 def _stream(chunks, kind=FRAME_STORED, frame_size=1 << 20):
@@ -113,7 +115,7 @@ def test_payload_larger_than_original_rejected():
 
 
 def test_streaming_decoder_any_chunking():
-    from nacrith.codec import FrameDecoder
+    from nacrith.decoder import FrameDecoder
 
     data = [b"first frame " * 30, b"second " * 40, bytes(range(256))]
     s = _stream(data, FRAME_STORED)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nacrith.lanes import Window, decode_lanes, encode_lanes
+from nacrith.lanes import decode_lanes, encode_lanes
+from nacrith.params import Window
 from nacrith.model import LlamaContext
 
 from .conftest import corpus

@@ -12,11 +12,14 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from nacrith.codec import Options, Session, compress, decompress, iter_frames
+from nacrith.session import Options, Session
+from nacrith.policy import compress
+from nacrith.decoder import decompress
+from nacrith.container import iter_frames
 from nacrith.container import (FRAME_LLM, FRAME_ZSTD, StreamHeader, frame_checksum, total_hasher, varint,
                                write_end, write_frame)
 from nacrith.errors import FormatError, NacrithError
-from nacrith.lanes import Window
+from nacrith.params import Window
 
 from .conftest import corpus
 from .fuzz.mutate import llm_stream, mutate

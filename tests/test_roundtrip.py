@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import lzma
 
-from nacrith.codec import Options, compress, decode_llm_frame, decompress, encode_llm_frame, iter_frames
-from nacrith.container import FRAME_LLM, FRAME_LZMA2, FRAME_STORED, FRAME_ZSTD, EndFrame, FrameHeader
-from nacrith.lanes import Window
+from nacrith.session import Options
+from nacrith.policy import compress
+from nacrith.llm_frame import decode_llm_frame, encode_llm_frame
+from nacrith.decoder import decompress
+from nacrith.container import iter_frames
+from nacrith.container import FRAME_LLM, FRAME_LZMA2, FRAME_STORED, FRAME_ZSTD, EndFrame, Frame
+from nacrith.params import Window
 
 from .conftest import corpus
 
@@ -42,7 +46,7 @@ def test_utf8_cjk_emoji_and_crlf(session):
     # the tokenizer reproduces it (special-token text stays ordinary text): the LLM path works
     payload = encode_llm_frame(session, data, Options())
     assert payload is not None
-    fr = FrameHeader(FRAME_LLM, len(data), memoryview(payload), b"", 0, session.params(Options()))
+    fr = Frame(FRAME_LLM, len(data), memoryview(payload), b"", 0, session.params(Options()))
     assert decode_llm_frame(session, fr) == data
 
 
@@ -102,7 +106,7 @@ def test_compression_is_deterministic(session):
 def test_workers_do_not_change_the_stream(session):
     """Worker count is an execution choice: same bytes with 1 or 2 workers, and a file made with
     2 workers decodes with 1 (and vice versa)."""
-    from nacrith.codec import Session
+    from nacrith.session import Session
 
     data = corpus("canterbury/lcet10.txt")[:1500]
     opts = Options(max_lanes=3, min_lane_tokens=50, window=Window(64, 4, 16))

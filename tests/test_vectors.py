@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nacrith.codec import decompress
+from nacrith.decoder import decompress
 from nacrith.errors import NacrithError
 
 VEC = Path(__file__).resolve().parents[1] / "codec" / "vectors"

@@ -30,10 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench.common import find_corpora  # noqa: E402
 from mutate import llm_stream, mutate  # noqa: E402
-from nacrith.codec import Options, Session, compress, decompress  # noqa: E402
+from nacrith.session import Options, Session  # noqa: E402
+from nacrith.policy import compress  # noqa: E402
+from nacrith.decoder import decompress  # noqa: E402
 from nacrith.errors import NacrithError  # noqa: E402
-from nacrith.ensemble import EnsembleParams  # noqa: E402
-from nacrith.lanes import Window  # noqa: E402
+from nacrith.params import EnsembleParams  # noqa: E402
+from nacrith.params import Window  # noqa: E402
 
 
 class Hang(Exception):

@@ -18,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import atheris  # noqa: E402
 
 with atheris.instrument_imports():
-    from nacrith.codec import Session, decompress
+    from nacrith.session import Session
+    from nacrith.decoder import decompress
     from nacrith.errors import NacrithError
 
 SESSION = Session(threads=1, workers=1)

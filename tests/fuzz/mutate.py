@@ -13,7 +13,7 @@ def llm_stream(data: bytes, session, options) -> bytes:
     """A valid stream whose single data frame is an LLM frame, even where stored or zstd would
     be smaller (short inputs), so that fuzzing reaches the LLM decoder. Raises ValueError when
     ``data`` cannot take the LLM path."""
-    from nacrith.codec import encode_llm_frame
+    from nacrith.llm_frame import encode_llm_frame
 
     payload = encode_llm_frame(session, data, options)
     if payload is None:

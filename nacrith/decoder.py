@@ -1,0 +1,173 @@
+"""The stream reader: stream bytes -> items of the pull parser (``nacrith.container.StreamParser``)
+-> original bytes of each frame (``nacrith.llm_frame``, ``nacrith.binary``), every frame checked
+against its checksum before it is returned and the whole output against the end frame's.
+``SeekIndex`` reads one frame of a seekable file through the same parser.
+"""
+
+from __future__ import annotations
+
+import bisect
+import io
+from typing import BinaryIO, Callable
+
+from . import binary
+from .container import (END_FRAME, FRAME_LLM, FRAME_NAMES, EndFrame, Frame, LLMParams, SeekTable, StreamHeader,
+                        StreamParser, frame_checksum, read_end, total_hasher)
+from .errors import ChecksumError, FormatError, TruncatedError
+from .llm_frame import decode_llm_frame
+from .session import Session
+
+Progress = Callable[[int], None]
+READ = 1 << 16
+
+
+def decode_frame(session: Session, fr: Frame, out_offset: int = 0, progress: Progress | None = None) -> bytes:
+    """Original bytes of one data frame, checksum verified.
+
+    Raises FormatError (corrupt payload), ChecksumError, ModelMismatchError.
+    """
+    if fr.kind == FRAME_LLM:
+        raw = decode_llm_frame(session, fr, progress)
+    else:
+        raw = binary.decode(fr)
+    if len(raw) != fr.raw_size or frame_checksum(raw) != fr.checksum:
+        raise ChecksumError(f"frame at offset {fr.offset} ({FRAME_NAMES[fr.kind]}, output bytes "
+                            f"{out_offset}..{out_offset + fr.raw_size}): checksum mismatch")
+    if progress and fr.kind != FRAME_LLM:
+        progress(len(raw))
+    return raw
+
+
+class FrameDecoder:
+    """Incremental stream reader: ``feed(chunk)`` returns the original bytes of every frame that
+    became complete (each verified against its checksum before it is returned); ``eof`` turns
+    True after the end frame, whose whole-stream checksum is verified too (the seek table is
+    checked against the frames by the parser). Memory: the input of at most one frame plus its
+    output.
+    """
+
+    def __init__(self, session: Session, progress: Progress | None = None):
+        self.session = session
+        self.progress = progress
+        self.parser = StreamParser()
+        self._hasher = total_hasher()
+        self.size = 0  # bytes output so far
+        self.eof = False
+
+    @property
+    def needs_input(self) -> bool:
+        return not self.eof
+
+    @property
+    def unused_data(self) -> bytes:
+        return self.parser.unused_data
+
+    def feed(self, data) -> bytes:
+        """Original bytes of the frames ``data`` completes. Raises FormatError, ChecksumError,
+        ModelMismatchError as soon as they are detected."""
+        self.parser.feed(data)
+        out = []
+        while (item := self.parser.next()) is not None:
+            if isinstance(item, Frame):
+                raw = decode_frame(self.session, item, self.size, self.progress)
+                self._hasher.update(raw)
+                self.size += len(raw)
+                out.append(raw)
+            elif isinstance(item, EndFrame):
+                if item.total_size != self.size or self._hasher.digest() != item.checksum:
+                    raise ChecksumError(f"whole-stream checksum mismatch ({self.size} bytes decoded, "
+                                        f"{item.total_size} declared)")
+                self.eof = True
+        return b"".join(out)
+
+    def close(self) -> None:
+        """Declare the input complete. Raises TruncatedError if the stream is incomplete."""
+        self.parser.close()
+
+
+def decompress(data: bytes, session: Session, progress: Progress | None = None) -> bytes:
+    """Decompress a whole nacrith stream and verify every checksum.
+
+    Raises:
+        FormatError, TruncatedError: the stream is malformed (trailing data included).
+        ChecksumError: a frame or the whole output does not match its checksum.
+        ModelMismatchError: the stream needs another model or backend.
+    """
+    d = FrameDecoder(session, progress)
+    out = d.feed(data)
+    d.close()
+    if d.unused_data:
+        raise FormatError(f"{len(d.unused_data)} bytes of trailing data after the end frame")
+    return out
+
+
+class SeekIndex:
+    """Frame index of a seekable compressed file, from its end frame and seek table; reads one
+    frame (and the params frame in force for it) through ``StreamParser``."""
+
+    def __init__(self, fp: BinaryIO):
+        fp.seek(0, io.SEEK_END)
+        size = fp.tell()
+        if size < END_FRAME.size:
+            raise TruncatedError("file too short for a nacrith stream")
+        self._fp = fp
+        self.header: StreamHeader | None = None
+        self.header = self._item(0, StreamHeader)
+        fp.seek(size - END_FRAME.size)
+        tail = fp.read(END_FRAME.size)
+        if tail[0] != 0:
+            raise FormatError("no end frame at the end of the file (truncated?)")
+        self.end: EndFrame = read_end(tail, 0)[0]
+        end_off = size - END_FRAME.size
+        if self.end.seek_offset >= end_off:
+            raise FormatError("end frame: seek table offset out of range")
+        self.entries = []
+        if self.end.seek_offset:
+            table = self._item(self.end.seek_offset, SeekTable)
+            self.entries = table.entries
+            if self._last_end != end_off:
+                raise FormatError("seek table does not end at the end frame")
+        self.starts = []
+        pos = 0
+        for e in self.entries:
+            self.starts.append(pos)
+            pos += e.raw_size
+        if self.entries and pos != self.end.total_size:
+            raise FormatError("seek table sizes do not add up to the total size")
+        self._params_cache: dict = {}
+
+    def _item(self, offset: int, kind, params: LLMParams | None = None):
+        """The item of type ``kind`` at stream ``offset`` (read through the parser, with
+        ``params`` in force)."""
+        p = StreamParser(offset=offset, header=self.header, params=params)
+        self._fp.seek(offset)
+        while True:
+            item = p.next()
+            if item is not None:
+                if not isinstance(item, kind):
+                    raise FormatError(f"offset {offset}: expected a {kind.__name__}, found {type(item).__name__}")
+                self._last_end = p.offset
+                return item
+            chunk = self._fp.read(READ)
+            if not chunk:
+                p.close()
+            p.feed(chunk)
+
+    def frame_at(self, offset: int) -> int:
+        """Index of the frame holding uncompressed ``offset`` (bisect)."""
+        return max(0, bisect.bisect_right(self.starts, offset) - 1)
+
+    def read_frame(self, session: Session, i: int) -> bytes:
+        """Original bytes of data frame ``i``, checksum verified."""
+        e = self.entries[i]
+        params = None
+        if e.params_offset:
+            if e.params_offset not in self._params_cache:
+                self._params_cache[e.params_offset] = self._item(e.params_offset, LLMParams)
+            params = self._params_cache[e.params_offset]
+        fr = self._item(e.offset, Frame, params)
+        if fr.raw_size != e.raw_size:
+            raise FormatError(f"frame at offset {e.offset} does not match the seek table")
+        if fr.kind == FRAME_LLM and params is None:
+            raise FormatError(f"llm frame at offset {e.offset} has no params frame in the seek table")
+        return decode_frame(session, fr, self.starts[i])

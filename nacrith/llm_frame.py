@@ -1,0 +1,198 @@
+"""The LLM frame codec: tokens -> lanes -> logits (``nacrith.lanes``) -> ensemble heads and CDF
+(``nacrith.ensemble``, ``native/``) -> arithmetic-coded lane streams, and back.
+
+A frame's tokens are split into contiguous lanes (``split_lanes``); the lanes are evaluated
+together in one llama.cpp context, or in groups by worker processes when the lanes have their
+own heads (a lane's stream does not depend on which lanes share its context). The payload is
+``nacrith.container.write_llm_payload`` of the lane streams (``codec/FORMAT.md``, "LLM frame").
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Callable
+
+import numpy as np
+
+from .coder import Decoder, Encoder
+from .container import Frame, read_llm_payload, write_llm_payload
+from .ensemble import lane_models
+from .errors import ChecksumError
+from .lanes import decode_lanes, encode_lanes, encode_lanes_lockstep
+from .model import Model
+from .params import EnsembleParams, Window
+from .segment import split_text
+from .session import Options, Session
+
+Progress = Callable[[int], None]
+OVERRUN_BITS = 64  # a valid lane stream is never read past its end (native/NOTES.md)
+
+
+def split_lanes(tokens: np.ndarray, options: Options) -> list[np.ndarray]:
+    """Contiguous lanes of nearly equal length (the first ``len % L`` lanes one token longer)."""
+    n = len(tokens)
+    lanes = max(1, min(options.max_lanes, n // options.min_lane_tokens))
+    return [np.ascontiguousarray(a) for a in np.array_split(tokens, lanes)]
+
+
+def encode_group(session: Session, lanes: list[np.ndarray], window: Window, ensemble: EnsembleParams,
+                 batch: int, progress: Progress | None = None, stats: dict | None = None,
+                 escapes: list[dict] | None = None) -> list[bytes]:
+    """Arithmetic-coded stream of each lane of ``lanes`` (int32 token arrays), evaluated
+    together in one context. Any grouping of a frame's lanes gives the same streams.
+    ``escapes[l]`` maps a token index of lane l to raw bytes coded just before that token.
+    ``stats`` (optional dict) accumulates ``tokens`` and ``skipped`` (coded without the LLM)."""
+    m = session.model
+    ctx = session.context(len(lanes), window, batch)
+    encoders = [Encoder() for _ in lanes]
+    models = lane_models(ensemble, m.n_vocab, len(lanes))
+    lens = m.token_lens
+    if ensemble.shared_heads and len(lanes) > 1:
+        # shared heads: code step by step across lanes, exactly in the decoder's order
+        # (every active lane's prepare(), then each lane's token, lane by lane)
+        def on_step(t: int, rows: dict) -> None:
+            for lane in rows:
+                models[lane].prepare()
+            for lane, logits in rows.items():
+                raw = escapes[lane].get(t, b"") if escapes else b""
+                sym = int(lanes[lane][t])
+                encoders[lane].encode_step(models[lane], logits, sym, raw)
+                if progress:
+                    progress(int(lens[sym]) + len(raw))
+
+        encode_lanes_lockstep(ctx, lanes, m.bos, window, on_step)
+        if stats is not None:
+            stats["tokens"] = stats.get("tokens", 0) + sum(x.tokens for x in models)
+            stats["skipped"] = stats.get("skipped", 0) + sum(x.skipped for x in models)
+        return [e.finish() for e in encoders]
+    esc_rows = [sorted(e) for e in escapes] if escapes else None
+
+    def consume(lane: int, t0: int, logits: np.ndarray) -> None:
+        syms = lanes[lane][t0:t0 + len(logits)]
+        esc = None
+        if esc_rows and esc_rows[lane]:
+            rows = esc_rows[lane]
+            i = bisect.bisect_left(rows, t0)
+            j = bisect.bisect_left(rows, t0 + len(logits))
+            esc = [(r - t0, escapes[lane][r]) for r in rows[i:j]] or None
+        encoders[lane].encode_block(models[lane], logits, syms, esc)
+        if progress:
+            progress(int(lens[syms].sum()) + sum(len(b) for _, b in esc or ()))
+
+    encode_lanes(ctx, lanes, m.bos, window, consume)
+    if stats is not None:
+        stats["tokens"] = stats.get("tokens", 0) + sum(x.tokens for x in models)
+        stats["skipped"] = stats.get("skipped", 0) + sum(x.skipped for x in models)
+    return [e.finish() for e in encoders]
+
+
+def decode_group(session: Session, streams: list[bytes], counts: list[int], window: Window,
+                 ensemble: EnsembleParams, max_bytes: int, where: str = "",
+                 progress: Progress | None = None) -> list[tuple[np.ndarray, dict]]:
+    """(tokens, escapes) of each lane from its coded stream (the inverse of ``encode_group``).
+
+    Raises ChecksumError as soon as the lanes decode to more than ``max_bytes`` bytes.
+    """
+    m = session.model
+    ctx = session.context(len(counts), window, max(len(counts), 1))
+    decoders = [Decoder(s) for s in streams]
+    models = lane_models(ensemble, m.n_vocab, len(streams))
+    escapes: list[dict] = [{} for _ in streams]
+    position = [0] * len(streams)
+    lens = m.token_lens
+    done = [0]
+
+    def needs_llm(lane: int) -> bool:
+        return not models[lane].prepare()
+
+    def count(n: int) -> None:
+        done[0] += n
+        if done[0] > max_bytes:
+            raise ChecksumError(f"{where}decoded more than {max_bytes} bytes (corrupt)")
+        if progress:
+            progress(n)
+
+    def choose(lane: int, logits: np.ndarray | None) -> int:
+        while True:
+            t = decoders[lane].decode_step(models[lane], logits)
+            if decoders[lane].overrun > OVERRUN_BITS:
+                raise ChecksumError(f"{where}lane {lane} reads past the end of its stream (corrupt)")
+            if isinstance(t, int):
+                break
+            escapes[lane][position[lane]] = escapes[lane].get(position[lane], b"") + t
+            count(len(t))
+        position[lane] += 1
+        count(int(lens[t]))
+        return t
+
+    lanes = decode_lanes(ctx, counts, m.bos, window, choose, needs_llm)
+    return list(zip(lanes, escapes))
+
+
+def lane_bytes(model: Model, tokens: np.ndarray, escapes: dict) -> bytes:
+    """Original bytes of a lane: each token's bytes, preceded by its escaped raw bytes."""
+    if not escapes:
+        return model.detokenize(tokens)
+    tb = model.token_bytes
+    return b"".join(escapes.get(i, b"") + tb[int(t)] for i, t in enumerate(tokens))
+
+
+def _groups(n: int, k: int) -> list[range]:
+    """Split lane indices 0..n-1 into at most k contiguous, nearly equal groups."""
+    k = max(1, min(k, n))
+    bounds = np.linspace(0, n, k + 1).round().astype(int)
+    return [range(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+def encode_llm_frame(session: Session, raw: bytes, options: Options,
+                     progress: Progress | None = None, stats: dict | None = None) -> bytes | None:
+    """LLM payload for ``raw``, or ``None`` when its tokens do not reproduce it exactly."""
+    m = session.model
+    split = split_text(m, raw)
+    if split is None or split.tail or len(split.tokens) == 0:
+        return None
+    lanes = split_lanes(split.tokens, options)
+    starts = np.cumsum([0] + [len(x) for x in lanes])
+    escapes = [{i - a: v for i, v in split.escapes.items() if a <= i < b}
+               for a, b in zip(starts[:-1], starts[1:])]
+    # lanes sharing heads must stay in one process; otherwise workers take groups of lanes
+    groups = _groups(len(lanes), 1 if options.ensemble.shared_heads else session.workers)
+    if len(groups) == 1:
+        streams = encode_group(session, lanes, options.window, options.ensemble, options.batch, progress,
+                               stats, escapes)
+    else:
+        jobs = [([lanes[i] for i in g], options.window, options.ensemble, options.batch,
+                 [escapes[i] for i in g]) for g in groups]
+        streams = []
+        for g, (res, st) in zip(groups, session.pool().map("encode", jobs)):
+            streams += res
+            if stats is not None:
+                for k, v in st.items():
+                    stats[k] = stats.get(k, 0) + v
+            if progress:
+                progress(int(sum(m.token_lens[lanes[i]].sum() + sum(map(len, escapes[i].values()))
+                                 for i in g)))
+    return write_llm_payload([len(x) for x in lanes], streams)
+
+
+def decode_llm_frame(session: Session, fr: Frame, progress: Progress | None = None) -> bytes:
+    """Decode one LLM frame (``fr.params`` must be set). The checksum is checked by the caller."""
+    params, raw_size, offset = fr.params, fr.raw_size, fr.offset
+    counts, streams = read_llm_payload(fr.payload, raw_size, offset)
+    session.check(params, f"frame at offset {offset}: ")
+    where = f"frame at offset {offset}: "
+    streams = [bytes(s) for s in streams]
+    groups = _groups(len(counts), 1 if params.ensemble.shared_heads else session.workers)
+    m = session.model
+    if len(groups) == 1:
+        lanes = decode_group(session, streams, counts, params.window, params.ensemble, raw_size,
+                             where, progress)
+    else:
+        jobs = [([streams[i] for i in g], [counts[i] for i in g], params.window, params.ensemble,
+                 raw_size, where) for g in groups]
+        lanes = []
+        for res in session.pool().map("decode", jobs):
+            lanes += res
+            if progress:
+                progress(int(sum(m.token_lens[t].sum() + sum(map(len, e.values())) for t, e in res)))
+    return b"".join(lane_bytes(m, t, e) for t, e in lanes)

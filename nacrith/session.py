@@ -1,0 +1,149 @@
+"""Resources and choices of a run: ``Options`` (what the encoder records) and ``Session`` (the
+loaded model, llama.cpp contexts and worker processes, reused across calls).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from . import __version__
+from .container import MAX_FRAME_SIZE, MAX_LANES, LLMParams
+from .errors import FormatError, ModelMismatchError
+from .model import LlamaContext, Model, default_gpu_layers, default_parallelism, default_threads
+from .params import EnsembleParams, Window
+
+
+@dataclass(frozen=True)
+class Options:
+    """Encoder choices. Those the decoder needs are written to the stream header.
+
+    window: sliding KV window per lane (tokens). ensemble: n-gram / bias / mixer / skip
+    hyper-parameters (``EnsembleParams``; ``LLM_ONLY`` turns every head off).
+    frame_size: most input bytes per frame.
+    max_lanes: most lanes per frame; min_lane_tokens: a frame gets
+    ``clamp(tokens // min_lane_tokens, 1, max_lanes)`` lanes. batch: tokens per llama_decode
+    call when encoding (execution only; the logits do not depend on it).
+    """
+
+    window: Window = field(default_factory=lambda: Window(1024, 4, 256))
+    ensemble: EnsembleParams = field(default_factory=EnsembleParams)
+    frame_size: int = 1 << 20
+    max_lanes: int = 8
+    min_lane_tokens: int = 2048
+    batch: int = 256
+
+    def __post_init__(self):
+        if not 1 <= self.frame_size <= MAX_FRAME_SIZE:
+            raise ValueError(f"frame_size must be in [1, {MAX_FRAME_SIZE}]")
+        if not 1 <= self.max_lanes <= MAX_LANES:
+            raise ValueError(f"max_lanes must be in [1, {MAX_LANES}]")
+        if self.min_lane_tokens < 1 or self.batch < 1:
+            raise ValueError("min_lane_tokens and batch must be >= 1")
+
+
+class Session:
+    """A loaded model and llama.cpp contexts, reused across calls (load once, code many).
+
+    Args:
+        model: GGUF path (``None``: ``--model``/``NACRITH_MODEL``/embedded default order) or a
+            loaded ``Model``.
+        threads: llama.cpp threads (default: the cores this process may use).
+        workers: worker processes, each with its own context (default: from the cores); an
+            execution choice, never recorded in the stream.
+        gpu_layers: layers offloaded to a GPU backend (0: CPU, -1: all; default: all when the
+            llama.cpp build has a GPU backend, else 0).
+
+    The model is loaded on first use, so decoding streams without LLM frames needs none.
+    """
+
+    def __init__(self, model: str | os.PathLike | Model | None = None, *, threads: int | None = None,
+                 workers: int | None = None, gpu_layers: int | None = None):
+        self._model = model if isinstance(model, Model) else None
+        self._model_path = None if isinstance(model, Model) else model
+        auto_workers, auto_threads = default_parallelism()
+        self.workers = int(workers) if workers else (auto_workers if not threads else 1)
+        self.threads = int(threads) if threads else max(1, auto_threads if self.workers == auto_workers
+                                                       else default_threads() // self.workers)
+        if self.workers < 1:
+            raise ValueError("workers must be >= 1")
+        self.gpu_layers = default_gpu_layers() if gpu_layers is None else int(gpu_layers)
+        self._ctx: LlamaContext | None = None
+        self._fingerprint: str | None = None
+        self._pool = None
+
+    def pool(self):
+        """The worker processes (started on first use, each loading the model once)."""
+        if self._pool is None:
+            from .workers import WorkerPool
+
+            self._pool = WorkerPool(str(self.model.path), self.workers, self.threads, self.gpu_layers)
+        return self._pool
+
+    @property
+    def model(self) -> Model:
+        if self._model is None:
+            self._model = Model(self._model_path, n_gpu_layers=self.gpu_layers)
+        return self._model
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            from .backend import fingerprint
+
+            self._fingerprint = fingerprint(self.model.n_gpu_layers)
+        return self._fingerprint
+
+    def context(self, n_seq: int, window: Window, n_batch: int) -> LlamaContext:
+        """A context with at least ``n_seq`` sequences of ``window.size`` cells (cached)."""
+        c = self._ctx
+        cells = (window.size + 255) // 256 * 256
+        if c is None or c.n_seq < n_seq or c.n_ctx_seq != cells or c.n_batch < n_batch:
+            if c is not None:
+                c.close()
+            self._ctx = None
+            c = self._ctx = LlamaContext(self.model, n_seq=n_seq, n_ctx_seq=window.size,
+                                         n_batch=n_batch, n_threads=self.threads)
+        return c
+
+    def params(self, options: Options) -> LLMParams:
+        from .backend import fingerprint_id, label
+
+        m = self.model
+        return LLMParams(bytes.fromhex(m.sha256)[:16], fingerprint_id(self.fingerprint),
+                         label(m.n_gpu_layers), m.n_vocab, m.bos, options.window, options.ensemble,
+                         m.name, f"nacrith {__version__}")
+
+    def check(self, params: LLMParams, where: str = "") -> None:
+        """Raise ``ModelMismatchError`` unless this session can decode ``params``' LLM frames."""
+        from .backend import fingerprint_id
+
+        m = self.model
+        if params.model_id != bytes.fromhex(m.sha256)[:16]:
+            raise ModelMismatchError(
+                f"{where}stream was made with model {params.model_name or '?'} "
+                f"(sha256 {params.model_id.hex()}...), but the loaded model is {m.name} "
+                f"(sha256 {m.sha256[:32]}..., {m.path}); pass --model")
+        if params.backend_id != fingerprint_id(self.fingerprint):
+            raise ModelMismatchError(
+                f"{where}stream was made on backend [{params.backend}, id {params.backend_id.hex()}] "
+                f"but this one is [{self.fingerprint}, id {fingerprint_id(self.fingerprint).hex()}]; "
+                "decode it with the same llama.cpp build and device")
+        if params.n_vocab != m.n_vocab or params.bos != m.bos:
+            raise FormatError(f"{where}vocabulary parameters do not match the model")
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+        if self._ctx is not None:
+            self._ctx.close()
+            self._ctx = None
+        if self._model is not None:
+            self._model.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
