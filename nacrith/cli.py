@@ -6,16 +6,23 @@
     nacrith -l FILE.nc...          list frames, sizes, bpb, model
     nacrith compress|decompress|test|info ...   the same as -z|-d|-t|-l
 
-Inputs are kept unless ``--rm`` (removed only after the output is written and verified).
-Outputs go to a temporary file in the target directory, renamed at the end: an error, Ctrl-C or
-SIGTERM leaves no partial output and never overwrites an existing file without ``-f``.
+Inputs are kept unless ``--rm`` (removed only after the output is written and verified; of
+``--rm`` and ``-k`` the last one given wins). Outputs go to a temporary file in the target
+directory, renamed at the end: an error, Ctrl-C, SIGTERM or SIGHUP leaves no partial output and
+never overwrites an existing file without ``-f``. An output file gets its input's permissions and
+times (the ``.nc`` file its original's, the decompressed file the ``.nc`` file's), as gzip does.
 Data is streamed frame by frame, so memory stays bounded whatever the input length.
-Exit codes as gzip: 0 ok, 1 error, 2 warning. Errors are one line: ``nacrith: FILE: cause``.
+
+Each input is checked on its own: a missing or unreadable one is an error, a directory (without
+``-r``) or a non-regular file (a FIFO, a device; read only with ``-c``, ``-t`` or ``-l``) a
+warning, and the other inputs are still processed. Exit codes as gzip: 0 ok, 1 error, 2 warning.
+Errors are one line: ``nacrith: FILE: cause``, bad options too (``nacrith: invalid value ...``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import mmap
 import os
 import signal
@@ -54,7 +61,7 @@ _CURRENT = ["-"]  # the input being processed, for the interrupt message
 
 
 def _on_signal(signum, frame):
-    """SIGINT / SIGTERM: remove the temporary outputs and exit at once, as gzip does. Raising
+    """SIGINT / SIGTERM / SIGHUP: remove the temporary outputs and exit at once, as gzip does. Raising
     KeyboardInterrupt instead is not enough: it waits for the running C call (a llama.cpp batch)
     and is swallowed when it lands in a finaliser, leaving the process compressing on."""
     for tmp in list(_TEMPS):
@@ -66,11 +73,38 @@ def _on_signal(signum, frame):
     os._exit(128 + signum)
 
 
+_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+def _install_signals() -> dict:
+    """Install ``_on_signal``; a signal ignored by the caller (``nohup``, a background job's
+    SIGINT) stays ignored, as in gzip. Returns the previous handlers."""
+    old = {}
+    for s in _SIGNALS:
+        prev = signal.getsignal(s)
+        if prev is not signal.SIG_IGN:
+            old[s] = signal.signal(s, _on_signal)
+    return old
+
+
+# nacrith.decoder's StreamParser names stream offsets in its errors (codec's FrameDecoder named
+# offsets in its buffer, which cli.py had to shift)
+_StreamDecoder = FrameDecoder
+
+
 @contextmanager
 def atomic_output(path: str, force: bool, like: str | None = None):
-    """Yield a binary file object; on success it is renamed to ``path``, on error deleted."""
+    """Yield a binary file object; on success it is renamed to ``path``, on error deleted.
+    ``like``: a file whose permissions, owner and access/modification times the output gets
+    (taken before it is read), as gzip, xz and zstd do."""
     if os.path.exists(path) and not force:
         raise CliError(f"{path}: already exists (use -f to overwrite)")
+    st = None
+    if like and like != "-":
+        try:
+            st = os.stat(like)
+        except OSError:
+            pass
     d = os.path.dirname(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
@@ -82,11 +116,8 @@ def atomic_output(path: str, force: bool, like: str | None = None):
             yield f
             f.flush()
             os.fsync(f.fileno())
-        if like and like != "-":
-            try:
-                os.chmod(tmp, os.stat(like).st_mode & 0o777)
-            except OSError:
-                pass
+        if st is not None:
+            _copy_stat(tmp, st)
         try:
             os.replace(tmp, path)
         except OSError as e:
@@ -101,6 +132,22 @@ def atomic_output(path: str, force: bool, like: str | None = None):
         _TEMPS.discard(tmp)
 
 
+def _copy_stat(path: str, st: os.stat_result) -> None:
+    """Give ``path`` the times, owner and permissions in ``st`` (each as far as allowed)."""
+    try:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    except OSError:
+        pass
+    try:
+        os.chown(path, st.st_uid, st.st_gid)
+    except OSError:
+        pass
+    try:
+        os.chmod(path, st.st_mode & 0o777)
+    except OSError:
+        pass
+
+
 @contextmanager
 def _stdout_output():
     yield sys.stdout.buffer
@@ -112,39 +159,63 @@ def _open_input(name: str):
     if name == "-":
         yield sys.stdin.buffer
         return
-    with open(name, "rb") as f:  # _check_paths has refused directories and devices
+    with open(name, "rb") as f:  # _check_input has refused directories (and devices unless allowed)
         yield f
 
 
-def _check_paths(name: str, out: str | None) -> None:
-    """Refuse, before any work, what gzip and zstd refuse: a closed standard stream, an input that
-    is not a regular file (a device or FIFO: --rm would delete it, reading may never end), an
-    output that is the input itself or an existing non-regular file (-f would replace it).
+def _check_input(name: str) -> os.stat_result | None:
+    """First check of every input, before its output is looked at: it exists, it is not a
+    directory, a closed standard input is refused. Returns its stat (None for ``-``).
 
-    Raises: CliError naming the path."""
-    if name == "-" and sys.stdin is None:
-        raise CliError("-: standard input is closed")
+    Raises: CliError (missing, closed stdin), CliWarning (a directory: gzip's "ignored")."""
+    if name == "-":
+        if sys.stdin is None:
+            raise CliError("-: standard input is closed")
+        return None
+    try:
+        st = os.stat(name)
+    except OSError as e:
+        raise CliError(f"{name}: {e.strerror or e}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise CliWarning(f"{name}: is a directory -- ignored (use -r to recurse)")
+    return st
+
+
+def _check_paths(name: str, st: os.stat_result | None, out: str | None, special_ok: bool) -> None:
+    """Refuse, before any work, what gzip and zstd refuse: an input that is not a regular file
+    (a device or FIFO: --rm would delete it, reading may never end) unless ``special_ok`` (the
+    output is standard output, or nothing is written: gzip reads one with -c), an unreadable
+    input, a closed standard output, an output that is the input itself, a directory or an
+    existing non-regular file (-f would replace it).
+
+    Raises: CliError naming the path, CliWarning for a skipped non-regular input."""
+    if st is not None:
+        if not stat.S_ISREG(st.st_mode):
+            if not special_ok:
+                raise CliWarning(f"{name}: not a regular file -- ignored (use -c to read it)")
+        else:
+            try:
+                open(name, "rb").close()
+            except OSError as e:
+                raise CliError(f"{name}: {e.strerror or e}") from None
     if out == "-" and sys.stdout is None:
         raise CliError("-: standard output is closed")
-    if name != "-" and os.path.exists(name):
-        mode = os.stat(name).st_mode
-        if stat.S_ISDIR(mode):
-            raise CliError(f"{name}: is a directory")
-        if not stat.S_ISREG(mode):
-            raise CliError(f"{name}: not a regular file -- ignored")
     if out not in (None, "-") and os.path.exists(out):
-        if name != "-" and os.path.exists(name) and os.path.samefile(name, out):
+        if os.path.isdir(out):
+            raise CliError(f"{out}: is a directory; refusing to replace it (name an output file)")
+        if st is not None and os.path.samefile(name, out):
             raise CliError(f"{out}: is the input file; refusing to overwrite it")
-        if not stat.S_ISREG(os.stat(out).st_mode) and not os.path.isdir(out):
+        if not stat.S_ISREG(os.stat(out).st_mode):
             raise CliError(f"{out}: exists and is not a regular file; refusing to replace it "
                            "(use -c to write to it, or -t to only test)")
 
 
 def _input_size(name: str) -> int | None:
     try:
-        return None if name == "-" else os.path.getsize(name)
+        st = None if name == "-" else os.stat(name)
     except OSError:
         return None
+    return st.st_size if st is not None and stat.S_ISREG(st.st_mode) else None
 
 
 class _Progress:
@@ -210,8 +281,9 @@ def _output_name(job: Job, name: str, mode: str) -> str:
 
 
 def _compress_one(job: Job, name: str, opts: Options) -> None:
+    st = _check_input(name)
     out = _output_name(job, name, "z")
-    _check_paths(name, out)
+    _check_paths(name, st, out, special_ok=out == "-")
     if out == "-" and sys.stdout.isatty() and not job.force:
         raise CliError("refusing to write compressed data to a terminal (use -f to force)")
     if out != "-" and os.path.exists(out) and not job.force:
@@ -248,7 +320,7 @@ def _compress_one(job: Job, name: str, opts: Options) -> None:
 def _verify(job: Job, path: str, digest: bytes) -> None:
     """Decode a just-written file and compare with the input's digest (before ``--rm``)."""
     h = hashlib.blake2b(digest_size=16)
-    dec = FrameDecoder(job.session)
+    dec = _StreamDecoder(job.session)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(CHUNK), b""):
             h.update(dec.feed(chunk))
@@ -259,15 +331,18 @@ def _verify(job: Job, path: str, digest: bytes) -> None:
 
 
 def _decompress_one(job: Job, name: str, write: bool) -> None:
+    st = _check_input(name)
     out = _output_name(job, name, "d") if write else None
-    _check_paths(name, out)
+    _check_paths(name, st, out, special_ok=out in (None, "-"))
     if name == "-" and sys.stdin.isatty():
         raise CliError("refusing to read compressed data from a terminal")
     if out not in (None, "-") and os.path.exists(out) and not job.force:
         raise CliError(f"{out}: already exists (use -f to overwrite)")
     bar = _Progress(_declared_size(name), os.path.basename(name), job.progress, job.quiet)
-    dec = FrameDecoder(job.session, bar)
+    dec = _StreamDecoder(job.session, bar)
     n_in = n_out = 0
+    trailing = 0  # bytes after the end frame, all counted (however many reads they span)
+    zeros = True
     t0 = time.perf_counter()
     if out is None:
         sink = _null_output()
@@ -282,15 +357,22 @@ def _decompress_one(job: Job, name: str, write: bool) -> None:
                 if not chunk:
                     break
                 n_in += len(chunk)
+                if dec.eof:  # count the rest without buffering it
+                    trailing += len(chunk)
+                    zeros = zeros and not chunk.strip(b"\0")
+                    continue
                 data = dec.feed(chunk)
-                if dec.eof and dec.unused_data:
-                    raise NacrithError(f"{len(dec.unused_data)} bytes of trailing data after the end frame")
                 if data:
                     dst.write(data)
                     n_out += len(data)
+                if dec.eof and dec.unused_data:
+                    trailing, zeros = len(dec.unused_data), not bytes(dec.unused_data).strip(b"\0")
             if n_in == 0:
                 raise NacrithError("empty input: not a nacrith stream")
             dec.close()
+            if trailing:
+                raise NacrithError(f"{trailing} bytes of trailing data after the end frame"
+                                   + (" (all zero bytes)" if zeros else ""))
     finally:
         bar.close()
     dt = time.perf_counter() - t0
@@ -314,7 +396,7 @@ def _null_output():
 
 def _declared_size(name: str) -> int | None:
     """Original size from the end frame of a seekable input (for the progress bar)."""
-    if name == "-":
+    if name == "-" or _input_size(name) is None:  # never open a FIFO or device twice
         return None
     try:
         from .container import END_FRAME, read_end
@@ -331,9 +413,13 @@ def _declared_size(name: str) -> int | None:
 
 
 def _list_one(job: Job, name: str) -> None:
-    _check_paths(name, None)
+    st = _check_input(name)
+    _check_paths(name, st, None, special_ok=True)
     if name == "-":
         blob = sys.stdin.buffer.read()
+    elif not stat.S_ISREG(st.st_mode):
+        with open(name, "rb") as f:
+            blob = f.read()
     else:
         with open(name, "rb") as f:  # mapped, not read: listing a huge file stays small in memory
             blob = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if os.path.getsize(name) else b""
@@ -368,20 +454,61 @@ def _list_one(job: Job, name: str) -> None:
                    f"bytes, {8 * len(fr.payload) / fr.raw_size:.4f} bpb, checksum {fr.checksum.hex()}{extra}")
 
 
+def _walk(top: str, mode: str):
+    """``-r``: the files under directory ``top`` (sorted, symbolic links not followed) that
+    ``mode`` works on: compression every regular file not ending in .nc, the others every .nc
+    file. Yields paths, and a CliError for a directory that cannot be read."""
+    try:
+        with os.scandir(top) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as e:
+        yield CliError(f"{top}: {e.strerror or e}")
+        return
+    for e in entries:
+        try:
+            if e.is_dir(follow_symlinks=False):
+                yield from _walk(e.path, mode)
+            elif e.is_file(follow_symlinks=False) and e.name.endswith(SUFFIX) != (mode == "z"):
+                yield e.path
+        except OSError as err:
+            yield CliError(f"{e.path}: {err.strerror or err}")
+
+
+def _inputs(job: Job, mode: str, files: list[str]):
+    for name in files:
+        if job.recursive and name != "-" and os.path.isdir(name):
+            yield from _walk(name, mode)
+        else:
+            yield name
+
+
+def _usage_error(msg: str):
+    """A bad invocation (not a bad file): one line, exit 1, nothing done."""
+    click.echo(f"nacrith: {msg}", err=True)
+    sys.exit(1)
+
+
 def run(job: Job, mode: str, files: list[str]) -> None:
-    """Process every input in ``mode`` (z, d, t, l); exit 0, 1 (some error) or 2 (warnings only)."""
+    """Process every input in ``mode`` (z, d, t, l); exit 0, 1 (some error) or 2 (warnings only).
+    Each input is checked and reported on its own: a bad one does not stop the others."""
     files = list(files) or ["-"]
-    if job.output and len(files) > 1:
-        raise click.UsageError("-o/--output takes a single input file")
+    if job.output and job.to_stdout:
+        _usage_error("-c/--stdout and -o/--output exclude each other")
+    if job.output and (len(files) > 1 or (job.recursive and os.path.isdir(files[0]))):
+        _usage_error("-o/--output takes a single input file")
     if mode == "z":
         try:
             opts = job.options()
         except ValueError as e:
-            raise click.UsageError(str(e))
+            _usage_error(str(e))
     status = 0
-    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    old = _install_signals()
     try:
-        for name in files:
+        for name in _inputs(job, mode, files):
+            if isinstance(name, CliError):
+                click.echo(f"nacrith: {name}", err=True)
+                status = 1
+                continue
             _CURRENT[0] = name
             try:
                 if mode == "z":
@@ -419,14 +546,37 @@ def run(job: Job, mode: str, files: list[str]) -> None:
     sys.exit(status)
 
 
+class _Finite(click.FloatRange):
+    """FloatRange that also refuses nan and inf (nan passes every range comparison)."""
+
+    def convert(self, value, param, ctx):
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return rv
+
+
+# compression settings: recorded in the stream, listed apart by "nacrith -h"
+_SETTINGS = {"lanes", "lane_tokens", "window", "sink", "slide", "frame_size", "llm_only", "ngram_order",
+             "ngram_bits", "ngram_kappa", "bias_lr", "mixer", "mix_lr", "mix_init", "skip_bits", "shared_heads"}
+
+
 def _options(f):
     opts = [
-        click.argument("files", nargs=-1, type=click.Path(allow_dash=True)),
-        click.option("-c", "--stdout", "to_stdout", is_flag=True, help="Write to standard output, keep inputs."),
-        click.option("-o", "--output", metavar="PATH", help="Output file (single input)."),
+        # files are checked one by one in run(): click.Path(readable=True) would end the whole
+        # run with a usage error on the first unreadable one
+        click.argument("files", nargs=-1, type=click.Path(allow_dash=True, readable=False)),
+        click.option("-c", "--stdout", "to_stdout", is_flag=True,
+                     help="Write to standard output, keep inputs (reads a FIFO or device too)."),
+        click.option("-o", "--output", metavar="PATH", help="Output file (single input; not with -c)."),
         click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs; compress .nc files too."),
-        click.option("-k", "--keep", is_flag=True, help="Keep inputs (the default)."),
-        click.option("--rm", is_flag=True, help="Remove each input after its output is written and verified."),
+        # one parameter, so that of --rm and -k the last one given wins (as in zstd)
+        click.option("--rm/--keep", " /-k", "rm", default=False,
+                     help="Remove each input after its output is written and verified, or keep it "
+                          "(the default); the last one given wins."),
+        click.option("-r", "--recursive", is_flag=True,
+                     help="Recurse into directories: compress every file not ending in .nc; with "
+                          "-d, -t or -l, every .nc file."),
         click.option("-q", "--quiet", is_flag=True, help="No summaries, warnings or progress."),
         click.option("-v", "--verbose", is_flag=True, help="Summaries for standard output too."),
         click.option("--progress/--no-progress", default=None,
@@ -457,17 +607,17 @@ def _options(f):
                      help="Highest token n-gram order (0: n-gram head off)."),
         click.option("--ngram-bits", type=click.IntRange(4, 26), default=_E.ngram_bits, show_default=True,
                      help="log2 hashed contexts per n-gram order (memory per lane: order x 2^bits x 72 B)."),
-        click.option("--ngram-kappa", type=click.FloatRange(min=0, min_open=True), default=_E.ngram_kappa,
+        click.option("--ngram-kappa", type=_Finite(min=0, min_open=True), default=_E.ngram_kappa,
                      show_default=True, help="n-gram interpolation constant: lambda = c / (c + kappa)."),
-        click.option("--bias-lr", type=click.FloatRange(0, 1, max_open=True), default=_E.bias_lr,
+        click.option("--bias-lr", type=_Finite(0, 1, max_open=True), default=_E.bias_lr,
                      show_default=True, help="Learning rate of the log-space bias head (0: off)."),
         click.option("--mixer", type=click.Choice(["linear", "geometric"]), default=MIXER_NAMES[_E.mixer],
                      show_default=True, help="Context mixer: linear (Hedge) or geometric (log-linear)."),
-        click.option("--mix-lr", type=click.FloatRange(0, 10), default=_E.mix_lr, show_default=True,
+        click.option("--mix-lr", type=_Finite(0, 10), default=_E.mix_lr, show_default=True,
                      help="Mixer learning rate."),
-        click.option("--mix-init", type=click.FloatRange(0, 1), default=_E.mix_init, show_default=True,
+        click.option("--mix-init", type=_Finite(0, 1), default=_E.mix_init, show_default=True,
                      help="Initial LLM weight of the mixer."),
-        click.option("--skip-bits", type=click.FloatRange(0, 64, max_open=True), default=_E.skip_bits,
+        click.option("--skip-bits", type=_Finite(0, 64, max_open=True), default=_E.skip_bits,
                      show_default=True, help="Skip the LLM when the n-gram entropy is below this (0: never)."),
         click.option("--shared-heads/--lane-heads", default=_E.shared_heads, show_default=True,
                      help="The lanes of a frame share one set of ensemble heads, or each lane has its own."),
@@ -479,7 +629,6 @@ def _options(f):
 
 def _job(kw: dict) -> tuple[Job, list[str]]:
     files = kw.pop("files")
-    kw.pop("keep")
     return Job(**kw), files
 
 
@@ -489,20 +638,62 @@ class _Main(click.Group):
     def parse_args(self, ctx, args):
         if args and args[0] in self.commands:
             return super().parse_args(ctx, args)
-        if args and args[0] in ("-h", "--help", "-V", "--version"):
-            return super().parse_args(ctx, args)
+        flags = list(args)[:list(args).index("--")] if "--" in args else list(args)
+        for a in flags:  # "nacrith -d -h" shows the same help as "nacrith -h"
+            if a in ("-h", "--help", "-V", "--version"):
+                return super().parse_args(ctx, [a])
         return super().parse_args(ctx, ["gzip"] + list(args))
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """As click's, except that a usage error (a bad option value, an unknown option) is one
+        line ``nacrith: ...`` with exit code 1, as gzip has it, not click's usage text and 2."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as e:
+            msg = " ".join(e.format_message().split())
+            if isinstance(e, click.NoSuchOption):
+                msg += " (nacrith -h lists the options)"
+            click.echo(f"nacrith: {msg[:1].lower() + msg[1:]}", err=True)
+            sys.exit(1)
+        except click.Abort:
+            click.echo("nacrith: aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
     def format_usage(self, ctx, formatter):
         formatter.write_usage("nacrith", "[-d|-z|-t|-l] [OPTIONS] [FILE]...  |  nacrith COMMAND ...")
+
+    def format_help(self, ctx, formatter):
+        """Every option of the gzip-style command, then the subcommands."""
+        self.format_usage(ctx, formatter)
+        self.format_help_text(ctx, formatter)
+        cmd = self.commands["gzip"]
+        sub = click.Context(cmd, info_name=ctx.info_name, parent=ctx)
+        general, settings = [], []
+        help_opt = cmd.get_help_option(sub)  # the group's -h is listed instead
+        for p in cmd.get_params(sub):
+            rec = p.get_help_record(sub) if isinstance(p, click.Option) and p is not help_opt else None
+            if rec:
+                (settings if p.name in _SETTINGS else general).append(rec)
+        general += [r for p in self.get_params(ctx) if (r := p.get_help_record(ctx))]  # -V, -h
+        with formatter.section("Options"):
+            formatter.write_dl(general)
+        with formatter.section("Compression settings (recorded in the file; decompression needs none)"):
+            formatter.write_dl(settings)
+        self.format_commands(ctx, formatter)
+        formatter.write_paragraph()
+        formatter.write_text("Exit status: 0 ok, 1 error, 2 warning (a file skipped). Errors are one "
+                             "line: nacrith: FILE: cause.")
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="nacrith")
 def main():
     """nacrith: lossless compression with a small language model (llama.cpp) and an arithmetic
-    coder. Used like gzip: nacrith FILE compresses to FILE.nc, nacrith -d FILE.nc restores FILE.
-    Run "nacrith gzip --help" for every option."""
+    coder. Used like gzip: nacrith FILE compresses to FILE.nc, nacrith -d FILE.nc restores FILE
+    (with the original's permissions and times)."""
 
 
 @main.command("gzip", hidden=False, short_help="gzip-style use: nacrith [-d|-z|-t|-l] FILE...")

@@ -203,13 +203,13 @@ def test_refuses_input_as_output_devices_fifos_and_names_the_output(runner, tmp_
     f.write_bytes(text)
     r = runner.invoke(cli.main, ["-f", "--rm", "-o", str(f), str(f)])  # output is the input
     assert r.exit_code == 1 and "is the input file" in r.stderr and f.read_bytes() == text
-    for mode in ([], ["-l"], ["-t"]):
+    for mode in ([], ["-l"], ["-t"]):  # a skipped directory is a warning, as in gzip
         r = runner.invoke(cli.main, [*mode, str(tmp_path)])
-        assert r.exit_code == 1 and r.stderr == f"nacrith: {tmp_path}: is a directory\n"
+        assert r.exit_code == 2 and r.stderr == f"nacrith: {tmp_path}: is a directory -- ignored (use -r to recurse)\n"
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     r = runner.invoke(cli.main, ["--rm", str(fifo)])  # would block, and --rm would delete it
-    assert r.exit_code == 1 and "not a regular file" in r.stderr and fifo.exists()
+    assert r.exit_code == 2 and "not a regular file -- ignored" in r.stderr and fifo.exists()
     r = runner.invoke(cli.main, ["-f", "-o", str(fifo), str(f)])  # -f must not replace a FIFO
     assert r.exit_code == 1 and "not a regular file" in r.stderr and fifo.is_fifo()
     out = tmp_path / "missing-dir" / "x.nc"
@@ -225,3 +225,255 @@ def test_closed_standard_streams_are_one_line_errors(tmp_path, args, fd):
                        preexec_fn=lambda: os.close(fd))
     err = r.stderr.decode()
     assert r.returncode == 1 and err.count("\n") == 1 and "is closed" in err, err
+
+
+# ---- issue 21: what a gzip/xz/zstd user expects of the command line --------------------------
+
+NACRITH = [sys.executable, "-m", "nacrith"]
+
+
+def _nacrith(*args, **kw):
+    kw.setdefault("timeout", 300)
+    return subprocess.run([*NACRITH, *map(str, args)], capture_output=True, **kw)
+
+
+def _binary(n: int, seed: int = 0) -> bytes:
+    import random
+
+    return random.Random(seed).randbytes(n)
+
+
+def _no_dac_override():
+    """preexec_fn: root reads any file; drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from the
+    bounding set, so that the exec'd process lacks them and a mode-000 file is unreadable."""
+    if os.geteuid() == 0:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        for cap in (1, 2):
+            if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+                raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def test_bad_inputs_are_reported_one_line_each_and_the_others_are_compressed(tmp_path):
+    ok = tmp_path / "ok.xls"
+    ok.write_bytes(corpus("canterbury/kennedy.xls")[:20000])
+    noread = tmp_path / "noread.xls"
+    noread.write_bytes(b"secret")
+    noread.chmod(0)
+    probe = subprocess.run([sys.executable, "-c", f"open({str(noread)!r}, 'rb')"], preexec_fn=_no_dac_override,
+                           capture_output=True, timeout=60)
+    if probe.returncode == 0:
+        pytest.skip("cannot make an unreadable file here")
+    missing = tmp_path / "missing.xls"
+    r = _nacrith("-q", ok, noread, missing, preexec_fn=_no_dac_override)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.decode() == (f"nacrith: {noread}: Permission denied\n"
+                                 f"nacrith: {missing}: No such file or directory\n")
+    assert (tmp_path / "ok.xls.nc").exists() and not (tmp_path / "noread.xls.nc").exists()
+    d = _nacrith("-dc", tmp_path / "ok.xls.nc")
+    assert d.returncode == 0 and d.stdout == ok.read_bytes()
+
+
+@pytest.mark.parametrize("opt, value", [
+    ("--lanes", "-1"), ("--window", "2000000"), ("--frame-size", "0"), ("--threads", "0"), ("-T", "300"),
+    ("--mixer", "foo"), ("--mix-lr", "nan"), ("--mix-init", "inf"),
+])
+def test_bad_option_values_are_one_line_errors_exit_1(tmp_path, opt, value):
+    f = tmp_path / "f.bin"
+    f.write_bytes(b"x" * 100)
+    r = _nacrith(opt, value, f)
+    err = r.stderr.decode()
+    assert r.returncode == 1 and err.count("\n") == 1 and err.startswith("nacrith: "), err
+    assert opt in err and value in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
+
+
+def test_unknown_option_and_c_with_o_are_one_line_errors(tmp_path):
+    f = tmp_path / "f.bin"
+    f.write_bytes(b"x" * 100)
+    for args in (["--no-such-option"], ["-c", "-o", tmp_path / "out.nc"]):
+        r = _nacrith(*args, f)
+        err = r.stderr.decode()
+        assert r.returncode == 1 and err.count("\n") == 1 and err.startswith("nacrith: "), err
+        assert r.stdout == b""
+    assert "-c" in err and "-o" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
+
+
+def test_directories_and_fifos_are_warnings_exit_2(tmp_path):
+    d = tmp_path / "dir"
+    d.mkdir()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for args in ([d], ["-d", d], ["-t", d], [fifo], ["-d", tmp_path / "fifo.nc"]):
+        if args[-1].name == "fifo.nc":
+            os.mkfifo(args[-1])
+        r = _nacrith(*args)
+        err = r.stderr.decode()
+        assert r.returncode == 2 and err.count("\n") == 1, (args, err)
+        assert err.startswith(f"nacrith: {args[-1]}: ") and "-- ignored" in err
+    # with -q the warning is silent, the exit code stays
+    assert _nacrith("-q", d).returncode == 2 and _nacrith("-q", d).stderr == b""
+
+
+def test_sighup_removes_the_temporary_output(tmp_path):
+    import signal
+    import time
+
+    src = tmp_path / "big.txt"
+    src.write_bytes(corpus("canterbury/alice29.txt")[:4000])
+    p = subprocess.Popen([*NACRITH, "-q", "-T", "1", str(src)], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob(".big.txt.nc.*.tmp")):
+            assert p.poll() is None, p.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        p.send_signal(signal.SIGHUP)
+        rc = p.wait(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert rc == 128 + signal.SIGHUP
+    assert "interrupted" in p.stderr.read().decode()
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["big.txt"]
+
+
+def test_decompress_missing_input_says_no_such_file_even_if_the_output_exists(tmp_path):
+    (tmp_path / "missing").write_bytes(b"keep me")
+    nc = tmp_path / "missing.nc"
+    for args in (["-d", nc], ["-d", "-f", nc], ["-t", nc], ["-l", nc]):
+        r = _nacrith(*args)
+        assert r.returncode == 1 and r.stderr.decode() == f"nacrith: {nc}: No such file or directory\n"
+    assert (tmp_path / "missing").read_bytes() == b"keep me"
+
+
+def test_output_directory_is_refused_before_any_work(runner, tmp_path, monkeypatch):
+    f = tmp_path / "f.bin"
+    f.write_bytes(b"data " * 100)
+    out = tmp_path / "outdir"
+    out.mkdir()
+
+    def no_work(*a, **k):
+        raise AssertionError("the model was needed before -o was checked")
+
+    monkeypatch.setattr(cli, "Session", no_work)
+    for args in (["-o", str(out)], ["-f", "-o", str(out)], ["-d", "-f", "-o", str(out)]):
+        src = str(f) + (".nc" if "-d" in args else "")
+        if "-d" in args:
+            (tmp_path / "f.bin.nc").write_bytes(b"not needed")
+        r = runner.invoke(cli.main, [*args, src])
+        assert r.exit_code == 1 and r.stderr.count("\n") == 1, r.output
+        assert r.stderr.startswith(f"nacrith: {out}: is a directory") and "use -f" not in r.stderr
+    assert list(out.iterdir()) == []
+
+
+def test_decode_errors_give_stream_offsets_and_count_all_trailing_bytes(runner, tmp_path):
+    src = tmp_path / "s.bin"
+    src.write_bytes(_binary(12000))
+    r = runner.invoke(cli.main, ["-c", "--frame-size", "4096", str(src)])
+    assert r.exit_code == 0, r.output
+    blob = r.stdout_bytes
+    good = tmp_path / "good.nc"
+    good.write_bytes(blob)
+    listing = runner.invoke(cli.main, ["-l", str(good)]).stdout
+    offsets = [int(line.split()[0][1:]) for line in listing.splitlines() if line.strip().startswith("@")]
+    assert offsets and offsets[0] > 0  # one frame or several, as the size policy chooses
+    # the end frame: its magic is its last bytes
+    bad_end = tmp_path / "bad_end.nc"
+    bad_end.write_bytes(blob[:-1] + bytes([blob[-1] ^ 0xFF]))
+    # the last data frame: an unknown frame type
+    bad_type = tmp_path / "bad_type.nc"
+    bad_type.write_bytes(blob[:offsets[-1]] + b"\x7f" + blob[offsets[-1] + 1:])
+    for f in (bad_end, bad_type):
+        listed = runner.invoke(cli.main, ["-l", str(f)])
+        assert listed.exit_code == 1 and "offset" in listed.stderr
+        for mode in ("-t", "-d"):
+            r = runner.invoke(cli.main, [mode, str(f)])
+            assert r.exit_code == 1 and r.stderr == listed.stderr, (mode, r.stderr, listed.stderr)
+    assert f"offset {offsets[-1]}" in runner.invoke(cli.main, ["-t", str(bad_type)]).stderr
+    assert "offset 0" not in runner.invoke(cli.main, ["-t", str(bad_end)]).stderr
+    # trailing bytes spanning several reads are all counted
+    trail = tmp_path / "trail.nc"
+    trail.write_bytes(blob + bytes(100000))
+    for mode in ("-t", "-d"):
+        r = runner.invoke(cli.main, [mode, str(trail)])
+        assert r.exit_code == 1 and "100000 bytes of trailing data" in r.stderr, r.stderr
+    assert not (tmp_path / "trail").exists()
+
+
+def test_rm_and_keep_the_last_one_given_wins(runner, tmp_path):
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    a.write_bytes(_binary(3000, 1))
+    b.write_bytes(_binary(3000, 2))
+    assert runner.invoke(cli.main, ["-q", "--rm", "-k", str(a)]).exit_code == 0
+    assert runner.invoke(cli.main, ["-q", "-k", "--rm", str(b)]).exit_code == 0
+    assert a.exists() and (tmp_path / "a.bin.nc").exists()
+    assert not b.exists() and (tmp_path / "b.bin.nc").exists()
+
+
+def test_help_lists_every_option():
+    r = _nacrith("-h")
+    out = r.stdout.decode()
+    assert r.returncode == 0
+    for opt in ("-d, --decompress", "-c, --stdout", "-o, --output", "-f, --force", "-k, --keep", "--rm",
+                "-r, --recursive", "-T, --workers", "--lanes", "--frame-size", "--mixer", "-V, --version"):
+        assert opt in out, opt
+    assert "compress" in out and "decompress" in out  # the subcommands too
+
+
+def test_outputs_get_the_inputs_mtime_and_permissions(runner, tmp_path):
+    src = tmp_path / "m.bin"
+    data = _binary(2000, 3)
+    src.write_bytes(data)
+    src.chmod(0o640)
+    os.utime(src, ns=(1_000_000_000_123_456_789, 1_100_000_000_987_654_321))
+    assert runner.invoke(cli.main, ["-q", str(src)]).exit_code == 0
+    nc = tmp_path / "m.bin.nc"
+    st = nc.stat()
+    assert st.st_mtime_ns == 1_100_000_000_987_654_321 and st.st_mode & 0o777 == 0o640
+    src.unlink()
+    os.utime(nc, ns=(1_200_000_000_000_000_000, 1_300_000_000_000_000_000))
+    nc.chmod(0o604)
+    assert runner.invoke(cli.main, ["-q", "-d", str(nc)]).exit_code == 0
+    st = src.stat()
+    assert src.read_bytes() == data
+    assert st.st_mtime_ns == 1_300_000_000_000_000_000 and st.st_mode & 0o777 == 0o604
+
+
+def test_recursive(runner, tmp_path):
+    d = tmp_path / "d"
+    (d / "sub").mkdir(parents=True)
+    files = {d / "a.bin": _binary(1500, 4), d / "sub" / "b.bin": _binary(1600, 5)}
+    for f, data in files.items():
+        f.write_bytes(data)
+    r = runner.invoke(cli.main, ["-q", "-r", str(d)])
+    assert r.exit_code == 0, r.output
+    assert (d / "a.bin.nc").exists() and (d / "sub" / "b.bin.nc").exists()
+    (d / "old.nc").write_bytes((d / "a.bin.nc").read_bytes())  # not compressed again
+    assert runner.invoke(cli.main, ["-q", "-r", "-f", str(d)]).exit_code == 0
+    assert not (d / "old.nc.nc").exists() and not (d / "a.bin.nc.nc").exists()
+    r = runner.invoke(cli.main, ["-t", "-r", str(d)])
+    assert r.exit_code == 0 and r.stderr.count(": OK") == 3
+    for f in files:
+        f.unlink()
+    r = runner.invoke(cli.main, ["-q", "-d", "-r", "--rm", str(d)])
+    assert r.exit_code == 0, r.output
+    for f, data in files.items():
+        assert f.read_bytes() == data
+    assert (d / "old").read_bytes() == files[d / "a.bin"]
+    assert not list(d.rglob("*.nc"))
+
+
+def test_stdin_device_and_fifo_are_read_with_c(tmp_path):
+    data = _binary(3000, 6)
+    c = _nacrith("-c", "/dev/stdin", input=data)
+    assert c.returncode == 0, c.stderr
+    d = _nacrith("-dc", "/dev/stdin", input=c.stdout)
+    assert d.returncode == 0 and d.stdout == data
+    t = _nacrith("-t", "/dev/stdin", input=c.stdout)
+    assert t.returncode == 0 and b"OK" in t.stderr
+    # without -c (the output would go beside it), a non-regular input is skipped, as in gzip
+    r = _nacrith("/dev/stdin", input=data, cwd=tmp_path)
+    assert r.returncode == 2 and b"not a regular file -- ignored" in r.stderr and r.stdout == b""
