@@ -3,9 +3,12 @@
 Precision preset (stated once, used everywhere): 32-bit coder state, 24-bit probabilities
 (``CDF_TOTAL = 2**24``), every symbol at least 1 count.
 
-* ``Encoder`` / ``Decoder`` are the native (C) coder from ``native/nacrith_native.c``.
+* ``Encoder`` / ``Decoder`` are the native (C) coder (``native/coder.c``). The coder takes the
+  model: ``encode(cdf, symbol)`` / ``decode(cdf)`` code one symbol with its CDF, and
+  ``encode_step(model, logits, symbol, raw)`` / ``decode_step(model, logits)`` one step of a lane
+  model (``nacrith.ensemble``) with the CDFs that model makes.
 * ``cdf_from_logits`` / ``cdf_from_probs`` build the integer CDF deterministically
-  (``native/NOTES.md`` for the construction and its worst-case overhead,
+  (``native/cdf.c``, ``native/NOTES.md`` for the construction and its worst-case overhead,
   -log2(1 - n/2^24) bits per symbol: 0.0042 bit for n = 49,152).
 * ``RefEncoder`` / ``RefDecoder`` are a pure-Python transcription of the same algorithm, used by
   the tests to check the native coder byte for byte.

@@ -1,7 +1,7 @@
 /*
- * The per-lane ensemble: token n-gram head, online log-space bias head, context mixer, confidence
- * skip. Included by nacrith_native.c (one translation unit, same deterministic-float rules:
- * IEEE binary64 +,-,*,/ only, no libm, no FMA, fixed loop order).
+ * The per-lane ensemble (ensemble.h): token n-gram head, online log-space bias head, context
+ * mixer, confidence skip. Same deterministic-float rules as the CDF (cdf.h): IEEE binary64
+ * +,-,*,/ only, no libm, no FMA, fixed loop order; the vocabulary loops are simd.c's kernels.
  *
  * Per token (codec/FORMAT.md, "Ensemble"):
  *   prepare():  n-gram candidates from the lane's history, interpolated low to high with
@@ -15,6 +15,14 @@
  *               Without logits (skip): p = s + r / V.
  *   update(y):  bias b -= lr (L' - onehot_y), mixer weights, n-gram counts, history.
  */
+#define _GNU_SOURCE 1 /* MAP_ANONYMOUS under -std=c99 (Python.h defines it in module.c) */
+#include "ensemble.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cdf.h"
+#include "simd.h"
 
 #define NG_M 8        /* (token, count) entries per n-gram context slot */
 #define NG_MAXK 8     /* highest order */
@@ -22,7 +30,6 @@
 #define NG_HALVE 60000u
 #define NB_CONF 4     /* LLM confidence buckets of the mixer's weight-set selection */
 #define N_SETS ((NG_MAXK + 1) * NB_CONF)
-#define ESC_MAXLEN 16 /* bytes per escape group */
 
 typedef struct {
     uint32_t tag;   /* 0: empty */
@@ -31,7 +38,7 @@ typedef struct {
     uint32_t cnt[NG_M];
 } NgSlot;
 
-/* State that lanes may share (ensemble parameter "shared lanes"): updated by each lane in a
+/* State that lanes may share (the "shared heads" ensemble parameter): updated by each lane in a
    fixed order, so encoder and decoder see the same sequence of states. */
 typedef struct {
     NgSlot *tables;    /* ng_order * 2^ng_bits */
@@ -43,27 +50,17 @@ typedef struct {
     uint32_t byte_cnt[256];
 } Heads;
 
-typedef struct {
-    PyObject_HEAD
-    /* parameters (all recorded in the stream) */
-    Py_ssize_t n;      /* vocabulary size */
-    int ng_order;      /* K, 0 = n-gram head off */
-    int ng_bits;       /* log2 slots per order */
-    double ng_kappa;   /* lambda = c / (c + kappa) */
-    double bias_lr;    /* 0 = bias head off */
-    int mixer;         /* 0 = linear (Hedge), 1 = geometric (gradient) */
-    double mix_lr;
-    double mix_init;   /* initial LLM weight */
-    double skip_bits;  /* 0 = never skip */
+struct lane_model {
+    lane_params p;     /* all recorded in the stream; skip_bits 0 without the n-gram head */
     /* state */
-    Heads own;         /* this lane's heads, unless shared from `owner` */
-    Heads *h;          /* the heads in use (&own, or owner's) */
-    PyObject *owner;   /* the LaneModel whose heads are shared (a new reference), or NULL */
+    Heads own;         /* this lane's heads, unless shared */
+    Heads *h;          /* the heads in use (&own, or those of the model shared) */
+    int shared;        /* h, e, W, cdf belong to another model */
     int32_t hist[NG_MAXK];
-    Py_ssize_t n_hist;
+    ptrdiff_t n_hist;
     int set;           /* weight set of the last build */
     /* scratch: only used within one build / code / update call, so lanes sharing heads (coded one
-       after the other) share the owner's too (~1 MB per lane less to keep in cache) */
+       after the other) share those of the model shared too (~1 MB per lane less in cache) */
     double *e, *W;
     uint32_t *cdf;
     /* prepared prediction */
@@ -78,7 +75,7 @@ typedef struct {
     const double *final; /* the weights lm_build quantised (e or W), sum sumW */
     /* statistics */
     long long n_tokens, n_skipped; /* this lane's */
-} LaneModelObject;
+};
 
 /* ---------------------------------------------------------------- deterministic log */
 /* log(x) for finite x > 0: x = m 2^k with m in [sqrt(1/2), sqrt(2)), log m = 2 atanh(t),
@@ -135,20 +132,20 @@ static uint64_t ng_hash(const int32_t *toks, int n) {
     return h;
 }
 
-static NgSlot *ng_slot(LaneModelObject *m, int order, uint64_t h) {
-    size_t mask = ((size_t)1 << m->ng_bits) - 1;
+static NgSlot *ng_slot(lane_model *m, int order, uint64_t h) {
+    size_t mask = ((size_t)1 << m->p.ngram_bits) - 1;
     return &m->h->tables[(size_t)(order - 1) * (mask + 1) + (size_t)(h & mask)];
 }
 
 static uint32_t ng_tag(uint64_t h) { return (uint32_t)(h >> 32) | 1u; }
 
 /* n-gram prediction for the next token: candidates, residual, top order, skip decision */
-static void lm_prepare(LaneModelObject *m) {
+static void lm_prepare(lane_model *m) {
     m->n_cand = 0;
     m->resid = 1.0;
     m->top = 0;
     m->skip = 0;
-    int K = m->ng_order;
+    int K = m->p.ngram_order;
     if (K > m->n_hist) K = (int)m->n_hist;
     const int32_t *h_end = m->hist + (m->n_hist < NG_MAXK ? m->n_hist : NG_MAXK);
     /* orders from high to low: contribution lambda_n * (prod_{m>n} (1 - lambda_m)) * q_n */
@@ -159,7 +156,7 @@ static void lm_prepare(LaneModelObject *m) {
         if (s->tag != ng_tag(h) || s->total == 0) continue;
         if (!m->top) m->top = n;
         double c = (double)s->total;
-        double lam = c / (c + m->ng_kappa);
+        double lam = c / (c + m->p.ngram_kappa);
         double f = m->resid * lam / c;
         for (int j = 0; j < NG_M; j++) {
             if (!s->cnt[j]) continue;
@@ -175,15 +172,15 @@ static void lm_prepare(LaneModelObject *m) {
         m->resid *= 1.0 - lam;
     }
     /* hashes of orders above the available history are computed at update time */
-    if (m->skip_bits > 0.0 && m->n_cand > 0) {
-        const double V = (double)m->n, u = m->resid / V, LOG2E = 1.4426950408889634;
+    if (m->p.skip_bits > 0.0 && m->n_cand > 0) {
+        const double V = (double)m->p.n_vocab, u = m->resid / V, LOG2E = 1.4426950408889634;
         double H = 0.0;
         for (int k = 0; k < m->n_cand; k++) {
             double p = m->cand_s[k] + u;
             H -= p * det_log(p);
         }
         if (u > 0.0) H -= (V - (double)m->n_cand) * u * det_log(u);
-        m->skip = H * LOG2E < m->skip_bits;
+        m->skip = H * LOG2E < m->p.skip_bits;
     }
     m->prepared = 1;
 }
@@ -193,36 +190,15 @@ static int conf_bucket(double pmax) {
     return pmax < 0.25 ? 0 : pmax < 0.5 ? 1 : pmax < 0.8 ? 2 : 3;
 }
 
-/* sum of W[i] * x_i, x_i = z_i + b_i - M, in four interleaved partial sums (like sum4) */
-static double dot4(const double *W, const float *z, const double *bias, double M, Py_ssize_t n) {
-#ifdef NACRITH_AVX2
-    if (use_simd) return dot4_avx2(W, z, bias, M, n);
-#endif
-    double s[4] = {0.0, 0.0, 0.0, 0.0};
-    for (Py_ssize_t i = 0; i < n; i++) {
-        double x = ((double)z[i] + (bias ? bias[i] : 0.0)) - M;
-        s[i & 3] += W[i] * x;
-    }
-    return (s[0] + s[1]) + (s[2] + s[3]);
-}
-
-/* b_i -= k e_i */
-static void bias_update(double *b, const double *e, double k, Py_ssize_t n) {
-#ifdef NACRITH_AVX2
-    if (use_simd) { bias_update_avx2(b, e, k, n); return; }
-#endif
-    for (Py_ssize_t i = 0; i < n; i++) b[i] -= k * e[i];
-}
-
 /* Append the escape symbol (index n) to the final weights and quantise n + 1 symbols:
    P(escape) = (escapes + 1/32) / (tokens + 1) of this lane, at most 1/2. */
-static int lm_quantise(LaneModelObject *m) {
+static int lm_quantise(lane_model *m) {
     double *f = (double *)m->final;
     double P = ((double)m->h->n_esc + 0.03125) / ((double)m->h->n_tok + 1.0);
     if (P > 0.5) P = 0.5;
     double w = m->sumW * (P / (1.0 - P));
-    f[m->n] = w;
-    return quantise(f, m->sumW + w, m->n + 1, m->cdf);
+    f[m->p.n_vocab] = w;
+    return quantise(f, m->sumW + w, m->p.n_vocab + 1, m->cdf);
 }
 
 /* CDF of a small adaptive frequency model (k counts) */
@@ -245,13 +221,13 @@ static void counts_add(uint32_t *cnt, int k, int i, uint32_t inc) {
 }
 
 /* Build the distribution (weights W, CDF) from the prepared state and optional logits. */
-static int lm_build(LaneModelObject *m, const float *logits) {
-    const Py_ssize_t n = m->n;
+static int lm_build(lane_model *m, const float *logits) {
+    const ptrdiff_t n = m->p.n_vocab;
     double *e = m->e, *W = m->W;
     m->had_llm = logits != NULL;
     if (!logits) {
         const double u = m->resid / (double)n;
-        for (Py_ssize_t i = 0; i < n; i++) W[i] = u;
+        for (ptrdiff_t i = 0; i < n; i++) W[i] = u;
         for (int k = 0; k < m->n_cand; k++) W[m->cand[k]] += m->cand_s[k];
         m->sumW = sum4(W, n);
         m->final = W;
@@ -264,14 +240,14 @@ static int lm_build(LaneModelObject *m, const float *logits) {
     m->M = M;
     m->ZL = ZL;
     m->set = m->top * NB_CONF + conf_bucket(1.0 / ZL);
-    if (m->ng_order == 0 && m->mixer == 0) { /* LLM (+ bias) only */
+    if (m->p.ngram_order == 0 && m->p.mixer == 0) { /* LLM (+ bias) only */
         m->sumW = ZL;
         m->final = e;
         return lm_quantise(m);
     }
     double *w = m->h->wts[m->set];
     const double r = m->resid; /* 1 when no n-gram context matched */
-    if (m->mixer == 0) {
+    if (m->p.mixer == 0) {
         if (m->n_cand == 0) {
             m->sumW = ZL;
             m->final = e;
@@ -279,7 +255,7 @@ static int lm_build(LaneModelObject *m, const float *logits) {
         }
         /* p = (w_l + w_n r) L' + w_n s, scaled by Z_L */
         const double k = w[0] + w[1] * r;
-        for (Py_ssize_t i = 0; i < n; i++) W[i] = k * e[i];
+        for (ptrdiff_t i = 0; i < n; i++) W[i] = k * e[i];
         for (int j = 0; j < m->n_cand; j++) W[m->cand[j]] += w[1] * m->cand_s[j] * ZL;
     } else {
         /* p ~ L'^a P_ng^c with P_ng = s + r L'. Up to the common factor Z_L^-(a+c):
@@ -306,8 +282,8 @@ static int lm_build(LaneModelObject *m, const float *logits) {
     return lm_quantise(m);
 }
 
-static void ng_update(LaneModelObject *m, int32_t y) {
-    int K = m->ng_order;
+static void ng_update(lane_model *m, int32_t y) {
+    int K = m->p.ngram_order;
     if (K > m->n_hist) K = (int)m->n_hist;
     const int32_t *h_end = m->hist + (m->n_hist < NG_MAXK ? m->n_hist : NG_MAXK);
     for (int n = 1; n <= K; n++) {
@@ -350,8 +326,8 @@ static void ng_update(LaneModelObject *m, int32_t y) {
     }
 }
 
-static void lm_update(LaneModelObject *m, const float *logits, int32_t y) {
-    const Py_ssize_t n = m->n;
+static void lm_update(lane_model *m, const float *logits, int32_t y) {
+    const ptrdiff_t n = m->p.n_vocab;
     if (m->had_llm) {
         const double invZ = 1.0 / m->ZL;
         const double Ly = m->e[y] * invZ; /* L'(y) */
@@ -361,17 +337,17 @@ static void lm_update(LaneModelObject *m, const float *logits, int32_t y) {
             if (m->cand[j] == y) sy = m->cand_s[j];
         const double Py = sy + r * Ly; /* P_ng(y) */
         double *w = m->h->wts[m->set];
-        if (m->mixer == 0 && m->n_cand > 0) {
+        if (m->p.mixer == 0 && m->n_cand > 0) {
             /* Hedge: w_i *= P_i(y)^eta, normalise, keep each >= 1e-3 */
-            double a = w[0] * det_exp_any(m->mix_lr * det_log(Ly > 1e-300 ? Ly : 1e-300));
-            double c = w[1] * det_exp_any(m->mix_lr * det_log(Py > 1e-300 ? Py : 1e-300));
+            double a = w[0] * det_exp_any(m->p.mix_lr * det_log(Ly > 1e-300 ? Ly : 1e-300));
+            double c = w[1] * det_exp_any(m->p.mix_lr * det_log(Py > 1e-300 ? Py : 1e-300));
             double s = a + c;
             if (s > 0.0) { a /= s; c /= s; } else { a = c = 0.5; }
             if (a < 1e-3) { a = 1e-3; c = 1.0 - a; }
             if (c < 1e-3) { c = 1e-3; a = 1.0 - c; }
             w[0] = a;
             w[1] = c;
-        } else if (m->mixer == 1) {
+        } else if (m->p.mixer == 1) {
             /* gradient of log p(y):  d/da = log L'(y) - E_p[log L'],
                                       d/dc = log P_ng(y) - E_p[log P_ng]   */
             const double invS = 1.0 / m->sumW;
@@ -390,7 +366,7 @@ static void lm_update(LaneModelObject *m, const float *logits, int32_t y) {
             const double ElogP = (1.0 - pc) * det_log(r) + (ElogL - ElogLc) + ElogPc;
             const double ga = det_log(Ly > 1e-300 ? Ly : 1e-300) - ElogL;
             const double gc = det_log(Py > 1e-300 ? Py : 1e-300) - ElogP;
-            double a = w[0] + m->mix_lr * ga, c = w[1] + m->mix_lr * gc;
+            double a = w[0] + m->p.mix_lr * ga, c = w[1] + m->p.mix_lr * gc;
             a = a < 0.0 ? 0.0 : a > 4.0 ? 4.0 : a;
             c = c < 0.0 ? 0.0 : c > 4.0 ? 4.0 : c;
             if (a + c < 0.05) a = 0.05 - c;
@@ -399,11 +375,11 @@ static void lm_update(LaneModelObject *m, const float *logits, int32_t y) {
         }
         if (m->h->bias) {
             /* b -= lr (L' - onehot_y) */
-            bias_update(m->h->bias, m->e, m->bias_lr * invZ, n);
-            m->h->bias[y] += m->bias_lr;
+            bias_update(m->h->bias, m->e, m->p.bias_lr * invZ, n);
+            m->h->bias[y] += m->p.bias_lr;
         }
     }
-    if (m->ng_order > 0) ng_update(m, y);
+    if (m->p.ngram_order > 0) ng_update(m, y);
     else if (m->n_hist < NG_MAXK) m->hist[m->n_hist++] = y;
     m->prepared = 0;
     m->n_tokens++;
@@ -426,371 +402,128 @@ static void zeroed_free(void *p, size_t bytes) {
     if (p) munmap(p, bytes);
 }
 #else
-static void *zeroed_alloc(size_t bytes) { return PyMem_Calloc(bytes, 1); }
-static void zeroed_free(void *p, size_t bytes) { PyMem_Free(p); }
+static void *zeroed_alloc(size_t bytes) { return calloc(bytes, 1); }
+static void zeroed_free(void *p, size_t bytes) { free(p); }
 #endif
 
-/* ------------------------------------------------------------------ Python type */
-static void LaneModel_dealloc(LaneModelObject *m) {
+/* ------------------------------------------------------------------ lifetime */
+int lane_params_valid(const lane_params *p) {
+    return p->n_vocab >= 2 && (size_t)p->n_vocab <= MAX_SYMBOLS && p->ngram_order >= 0 &&
+           p->ngram_order <= NG_MAXK && p->ngram_bits >= 4 && p->ngram_bits <= 26 && p->ngram_kappa > 0.0 &&
+           p->bias_lr >= 0.0 && p->bias_lr < 1.0 && p->mixer >= 0 && p->mixer <= 1 && p->mix_lr >= 0.0 &&
+           p->mix_lr <= 10.0 && p->mix_init >= 0.0 && p->mix_init <= 1.0 && p->skip_bits >= 0.0 &&
+           p->skip_bits < 64.0;
+}
+
+int lane_can_share(const lane_model *m, const lane_params *p) {
+    return m->p.n_vocab == p->n_vocab && m->p.ngram_order == p->ngram_order &&
+           m->p.ngram_bits == p->ngram_bits && (m->h->bias != NULL) == (p->bias_lr > 0.0);
+}
+
+void lane_model_free(lane_model *m) {
+    if (!m) return;
     zeroed_free(m->own.tables, m->own.tables_bytes);
-    PyMem_Free(m->own.bias);
-    if (!m->owner) { /* else the scratch is the owner's */
-        PyMem_Free(m->e);
-        PyMem_Free(m->W);
-        PyMem_Free(m->cdf);
+    free(m->own.bias);
+    if (!m->shared) { /* else the scratch is the other model's */
+        free(m->e);
+        free(m->W);
+        free(m->cdf);
     }
-    Py_XDECREF(m->owner);
-    Py_TYPE(m)->tp_free((PyObject *)m);
+    free(m);
 }
 
-static PyObject *LaneModel_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"n_vocab", "ngram_order", "ngram_bits", "ngram_kappa", "bias_lr",
-                             "mixer", "mix_lr", "mix_init", "skip_bits", "shared", NULL};
-    Py_ssize_t n;
-    int K = 0, bits = 16, mixer = 0;
-    double kappa = 5.0, blr = 0.0, mlr = 0.5, minit = 0.85, skip = 0.0;
-    PyObject *shared = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "n|iiddidddO", kwlist, &n, &K, &bits, &kappa, &blr,
-                                     &mixer, &mlr, &minit, &skip, &shared))
-        return NULL;
-    if (shared != Py_None) {
-        if (!PyObject_TypeCheck(shared, type)) {
-            PyErr_SetString(PyExc_TypeError, "shared must be a LaneModel");
-            return NULL;
-        }
-        LaneModelObject *o = (LaneModelObject *)shared;
-        if (o->n != n || o->ng_order != K || o->ng_bits != bits || (o->h->bias != NULL) != (blr > 0.0)) {
-            PyErr_SetString(PyExc_ValueError, "shared LaneModel has other parameters");
-            return NULL;
-        }
-    }
-    if (n < 2 || (size_t)n > MAX_SYMBOLS || K < 0 || K > NG_MAXK || bits < 4 || bits > 26 ||
-        !(kappa > 0.0) || !(blr >= 0.0 && blr < 1.0) || mixer < 0 || mixer > 1 ||
-        !(mlr >= 0.0 && mlr <= 10.0) || !(minit >= 0.0 && minit <= 1.0) || !(skip >= 0.0 && skip < 64.0)) {
-        PyErr_SetString(PyExc_ValueError, "LaneModel parameter out of range");
-        return NULL;
-    }
-    LaneModelObject *m = (LaneModelObject *)type->tp_alloc(type, 0);
+lane_model *lane_model_new(const lane_params *p, lane_model *share) {
+    lane_model *m = calloc(1, sizeof(*m));
     if (!m) return NULL;
-    m->n = n;
-    m->ng_order = K;
-    m->ng_bits = bits;
-    m->ng_kappa = kappa;
-    m->bias_lr = blr;
-    m->mixer = mixer;
-    m->mix_lr = mlr;
-    m->mix_init = minit;
-    m->skip_bits = K > 0 ? skip : 0.0;
-    if (shared != Py_None) {
-        Py_INCREF(shared);
-        m->owner = shared;
-        m->h = ((LaneModelObject *)shared)->h;
-    } else {
-        m->h = &m->own;
-        for (int i = 0; i < N_SETS; i++) {
-            m->h->wts[i][0] = minit;
-            m->h->wts[i][1] = 1.0 - minit;
-        }
-        if (K > 0) {
-            m->h->tables_bytes = ((size_t)K << bits) * sizeof(NgSlot);
-            m->h->tables = zeroed_alloc(m->h->tables_bytes);
-            if (!m->h->tables) goto nomem;
-        }
-        if (blr > 0.0) {
-            m->h->bias = PyMem_Calloc((size_t)n, sizeof(double));
-            if (!m->h->bias) goto nomem;
-        }
-        for (int i = 0; i < ESC_MAXLEN; i++) m->h->len_cnt[i] = 1;
-        for (int i = 0; i < 256; i++) m->h->byte_cnt[i] = 1;
+    const ptrdiff_t n = p->n_vocab;
+    const int K = p->ngram_order, bits = p->ngram_bits;
+    m->p = *p;
+    if (K == 0) m->p.skip_bits = 0.0; /* the skip needs the n-gram head */
+    if (share) {
+        m->shared = 1;
+        m->h = share->h;
+        m->e = share->e;
+        m->W = share->W;
+        m->cdf = share->cdf;
+        return m;
     }
-    if (m->owner) {
-        LaneModelObject *o = (LaneModelObject *)m->owner;
-        m->e = o->e;
-        m->W = o->W;
-        m->cdf = o->cdf;
-    } else {
-        m->e = PyMem_Malloc(sizeof(double) * (size_t)(n + 1));
-        m->W = PyMem_Malloc(sizeof(double) * (size_t)(n + 1));
-        m->cdf = PyMem_Malloc(sizeof(uint32_t) * (size_t)(n + 2));
-        if (!m->e || !m->W || !m->cdf) goto nomem;
+    m->h = &m->own;
+    for (int i = 0; i < N_SETS; i++) {
+        m->h->wts[i][0] = p->mix_init;
+        m->h->wts[i][1] = 1.0 - p->mix_init;
     }
-    return (PyObject *)m;
+    if (K > 0) {
+        m->h->tables_bytes = ((size_t)K << bits) * sizeof(NgSlot);
+        m->h->tables = zeroed_alloc(m->h->tables_bytes);
+        if (!m->h->tables) goto nomem;
+    }
+    if (p->bias_lr > 0.0) {
+        m->h->bias = calloc((size_t)n, sizeof(double));
+        if (!m->h->bias) goto nomem;
+    }
+    for (int i = 0; i < ESC_MAXLEN; i++) m->h->len_cnt[i] = 1;
+    for (int i = 0; i < 256; i++) m->h->byte_cnt[i] = 1;
+    m->e = malloc(sizeof(double) * (size_t)(n + 1));
+    m->W = malloc(sizeof(double) * (size_t)(n + 1));
+    m->cdf = malloc(sizeof(uint32_t) * (size_t)(n + 2));
+    if (!m->e || !m->W || !m->cdf) goto nomem;
+    return m;
 nomem:
-    Py_DECREF(m);
-    return PyErr_NoMemory();
+    lane_model_free(m);
+    return NULL;
 }
 
-static PyObject *LaneModel_prepare(LaneModelObject *m, PyObject *Py_UNUSED(x)) {
+/* ------------------------------------------------------------------ one step */
+int lane_prepare(lane_model *m) {
     if (!m->prepared) lm_prepare(m);
-    return PyBool_FromLong(m->skip);
+    return m->skip;
 }
 
-/* Row of logits (float32[n]) or None -> pointer; returns -1 with exception on error. */
-static int lm_logits_arg(LaneModelObject *m, PyObject *o, Py_buffer *b, const float **out) {
-    *out = NULL;
-    if (o == Py_None) return 0;
-    Py_ssize_t rows, cols;
-    if (check_logits(o, b, &rows, &cols)) return -1;
-    if (rows != 1 || cols != m->n) {
-        PyBuffer_Release(b);
-        PyErr_Format(PyExc_ValueError, "need one row of %zd logits", m->n);
-        return -1;
-    }
-    *out = (const float *)b->buf;
-    return 1;
-}
-
-/* Code one escape group of k (1..16) raw bytes with the current step's distribution. */
-static int lm_encode_escape(LaneModelObject *m, EncoderObject *enc, const float *L, const uint8_t *d, int k) {
-    uint32_t cdf[257];
-    if (lm_build(m, L)) return -1;
-    if (enc_encode(enc, m->cdf, m->n + 1, m->n)) return -1;
-    if (counts_cdf(m->h->len_cnt, ESC_MAXLEN, cdf) || enc_encode(enc, cdf, ESC_MAXLEN, k - 1)) return -1;
-    counts_add(m->h->len_cnt, ESC_MAXLEN, k - 1, 16);
-    for (int i = 0; i < k; i++) {
-        if (counts_cdf(m->h->byte_cnt, 256, cdf) || enc_encode(enc, cdf, 256, d[i])) return -1;
-        counts_add(m->h->byte_cnt, 256, d[i], 24);
-    }
-    m->h->n_esc++;
+int lane_begin(lane_model *m, const float **logits) {
+    if (lane_prepare(m)) *logits = NULL; /* the decoder will not have the LLM here */
+    else if (!*logits) return -1;
     return 0;
 }
 
-/* Escape groups for the raw bytes d[0..len) (split into groups of at most 16). */
-static int lm_encode_raw(LaneModelObject *m, EncoderObject *enc, const float *L, const uint8_t *d, Py_ssize_t len) {
-    for (Py_ssize_t a = 0; a < len; a += ESC_MAXLEN) {
-        int k = (int)(len - a < ESC_MAXLEN ? len - a : ESC_MAXLEN);
-        if (lm_encode_escape(m, enc, L, d + a, k)) return -1;
-    }
-    return 0;
+const uint32_t *lane_token_cdf(lane_model *m, const float *logits) {
+    return lm_build(m, logits) ? NULL : m->cdf;
 }
 
-/* One step: optional raw bytes (escaped), then token y. L: logits row or NULL (skip). */
-static int lm_encode_step(LaneModelObject *m, EncoderObject *enc, const float *L, const uint8_t *raw,
-                          Py_ssize_t raw_len, int32_t y) {
-    if (!m->prepared) lm_prepare(m);
-    if (m->skip) L = NULL; /* the decoder will not have the LLM here */
-    else if (!L) {
-        PyErr_SetString(PyExc_ValueError, "logits required: the n-gram head is not confident");
-        return -1;
-    }
-    if (raw_len && lm_encode_raw(m, enc, L, raw, raw_len)) goto bad;
-    if (lm_build(m, L) || enc_encode(enc, m->cdf, m->n + 1, y)) goto bad;
+void lane_token_update(lane_model *m, const float *logits, int32_t y) {
     m->n_skipped += m->skip;
-    lm_update(m, L, y);
+    lm_update(m, logits, y);
+}
+
+int lane_escape_len_cdf(lane_model *m, uint32_t *cdf) { return counts_cdf(m->h->len_cnt, ESC_MAXLEN, cdf); }
+void lane_escape_len_update(lane_model *m, int sym) { counts_add(m->h->len_cnt, ESC_MAXLEN, sym, 16); }
+int lane_escape_byte_cdf(lane_model *m, uint32_t *cdf) { return counts_cdf(m->h->byte_cnt, 256, cdf); }
+void lane_escape_byte_update(lane_model *m, int byte) { counts_add(m->h->byte_cnt, 256, byte, 24); }
+void lane_escape_end(lane_model *m) { m->h->n_esc++; }
+
+/* ------------------------------------------------------------------ tests and statistics */
+int lane_distribution(lane_model *m, const float *logits, double *out) {
+    if (lane_begin(m, &logits)) return -2;
+    if (lm_build(m, logits)) return -1;
+    const double S = m->sumW + m->final[m->p.n_vocab];
+    for (ptrdiff_t i = 0; i <= m->p.n_vocab; i++) out[i] = m->final[i] / S;
     return 0;
-bad:
-    if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "bad distribution");
-    return -1;
 }
 
-/* encode(encoder, logits_or_None, symbol, raw=b"") */
-static PyObject *LaneModel_encode(LaneModelObject *m, PyObject *args) {
-    EncoderObject *enc;
-    PyObject *lo;
-    Py_ssize_t y;
-    Py_buffer raw = {0};
-    if (!PyArg_ParseTuple(args, "O!On|y*", &EncoderType, &enc, &lo, &y, &raw)) return NULL;
-    PyObject *ret = NULL;
-    Py_buffer b;
-    const float *L;
-    int got = 0;
-    if (y < 0 || y >= m->n) {
-        PyErr_Format(PyExc_ValueError, "symbol %zd out of range", y);
-        goto done;
-    }
-    got = lm_logits_arg(m, lo, &b, &L);
-    if (got < 0) { got = 0; goto done; }
-    if (lm_encode_step(m, enc, L, raw.buf, raw.buf ? raw.len : 0, (int32_t)y)) goto done;
-    ret = Py_None;
-    Py_INCREF(ret);
-done:
-    if (got) PyBuffer_Release(&b);
-    if (raw.obj) PyBuffer_Release(&raw);
-    return ret;
-}
-
-/* encode_block(encoder, logits[k, n], symbols[k], escapes=None): encode() for each row; rows of
-   skipped steps are ignored (the decoder will not compute them). escapes: list of (row, bytes)
-   sorted by row: raw bytes coded (escaped) before that row's token. */
-static PyObject *LaneModel_encode_block(LaneModelObject *m, PyObject *args) {
-    EncoderObject *enc;
-    PyObject *lo, *so, *esc = Py_None;
-    if (!PyArg_ParseTuple(args, "O!OO|O", &EncoderType, &enc, &lo, &so, &esc)) return NULL;
-    if (esc != Py_None && !PyList_Check(esc)) {
-        PyErr_SetString(PyExc_TypeError, "escapes must be a list of (row, bytes)");
-        return NULL;
-    }
-    Py_buffer lb, sb;
-    Py_ssize_t rows, cols;
-    if (check_logits(lo, &lb, &rows, &cols)) return NULL;
-    if (get_buf(so, &sb, 0, 'i', 4, "symbols")) { PyBuffer_Release(&lb); return NULL; }
-    PyObject *ret = NULL;
-    Py_ssize_t ei = 0, ne = esc == Py_None ? 0 : PyList_GET_SIZE(esc);
-    if (cols != m->n || sb.len / 4 != rows) {
-        PyErr_SetString(PyExc_ValueError, "logits must be (k, n_vocab) with k symbols");
-        goto done;
-    }
-    const float *L = (const float *)lb.buf;
-    const int32_t *S = (const int32_t *)sb.buf;
-    for (Py_ssize_t r = 0; r < rows; r++) {
-        int32_t y = S[r];
-        if (y < 0 || y >= m->n) { PyErr_Format(PyExc_ValueError, "symbol %d out of range", y); goto done; }
-        const char *raw = NULL;
-        Py_ssize_t raw_len = 0;
-        if (ei < ne) {
-            PyObject *item = PyList_GET_ITEM(esc, ei);
-            Py_ssize_t row;
-            PyObject *data;
-            if (!PyTuple_Check(item) || !PyArg_ParseTuple(item, "nO!", &row, &PyBytes_Type, &data)) {
-                if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "escape must be (row, bytes)");
-                goto done;
-            }
-            if (row < r) { PyErr_SetString(PyExc_ValueError, "escapes not sorted by row"); goto done; }
-            if (row == r) {
-                raw = PyBytes_AS_STRING(data);
-                raw_len = PyBytes_GET_SIZE(data);
-                ei++;
-            }
-        }
-        if (lm_encode_step(m, enc, L + r * cols, (const uint8_t *)raw, raw_len, y)) goto done;
-    }
-    if (ei != ne) { PyErr_SetString(PyExc_ValueError, "escape row out of range"); goto done; }
-    ret = Py_None;
-    Py_INCREF(ret);
-done:
-    PyBuffer_Release(&lb);
-    PyBuffer_Release(&sb);
-    return ret;
-}
-
-/* decode(decoder, logits_or_None) -> int token, or bytes (one escape group; call again for the
-   rest of the step, with the same logits) */
-static PyObject *LaneModel_decode(LaneModelObject *m, PyObject *args) {
-    DecoderObject *dec;
-    PyObject *lo;
-    if (!PyArg_ParseTuple(args, "O!O", &DecoderType, &dec, &lo)) return NULL;
-    Py_buffer b;
-    const float *L;
-    int got = lm_logits_arg(m, lo, &b, &L);
-    if (got < 0) return NULL;
-    PyObject *ret = NULL;
-    if (!m->prepared) lm_prepare(m);
-    if (m->skip) L = NULL;
-    else if (!L) {
-        PyErr_SetString(PyExc_ValueError, "logits required: the n-gram head is not confident");
-        goto done;
-    }
-    if (lm_build(m, L)) { PyErr_SetString(PyExc_ValueError, "bad distribution"); goto done; }
-    Py_ssize_t y = dec_decode(dec, m->cdf, m->n + 1);
-    if (y == m->n) { /* escape group */
-        uint32_t cdf[257];
-        uint8_t out[ESC_MAXLEN];
-        if (counts_cdf(m->h->len_cnt, ESC_MAXLEN, cdf)) { PyErr_SetString(PyExc_ValueError, "bad model"); goto done; }
-        int k = (int)dec_decode(dec, cdf, ESC_MAXLEN) + 1;
-        counts_add(m->h->len_cnt, ESC_MAXLEN, k - 1, 16);
-        for (int i = 0; i < k; i++) {
-            if (counts_cdf(m->h->byte_cnt, 256, cdf)) { PyErr_SetString(PyExc_ValueError, "bad model"); goto done; }
-            out[i] = (uint8_t)dec_decode(dec, cdf, 256);
-            counts_add(m->h->byte_cnt, 256, out[i], 24);
-        }
-        m->h->n_esc++;
-        ret = PyBytes_FromStringAndSize((const char *)out, k);
-        goto done;
-    }
-    m->n_skipped += m->skip;
-    lm_update(m, L, (int32_t)y);
-    ret = PyLong_FromSsize_t(y);
-done:
-    if (got) PyBuffer_Release(&b);
-    return ret;
-}
-
-/* probs(logits_or_None) -> float64[n]: the distribution the coder would use now (no update) */
-static PyObject *LaneModel_distribution(LaneModelObject *m, PyObject *lo) {
-    Py_buffer b;
-    const float *L;
-    int got = lm_logits_arg(m, lo, &b, &L);
-    if (got < 0) return NULL;
-    if (!m->prepared) lm_prepare(m);
-    if (m->skip) L = NULL;
-    int rc = !m->skip && !L ? -2 : lm_build(m, L);
-    if (got) PyBuffer_Release(&b);
-    if (rc == -2) { PyErr_SetString(PyExc_ValueError, "logits required"); return NULL; }
-    if (rc) { PyErr_SetString(PyExc_ValueError, "bad distribution"); return NULL; }
-    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(double) * (m->n + 1));
-    if (!out) return NULL;
-    double *o = (double *)PyBytes_AS_STRING(out);
-    const double S = m->sumW + m->final[m->n];
-    for (Py_ssize_t i = 0; i <= m->n; i++) o[i] = m->final[i] / S;
-    return out;
-}
-
-/* update(symbol) without coding (history warm-up / tests): n-gram and history only */
-static PyObject *LaneModel_observe(LaneModelObject *m, PyObject *arg) {
-    Py_ssize_t y = PyLong_AsSsize_t(arg);
-    if (y == -1 && PyErr_Occurred()) return NULL;
-    if (y < 0 || y >= m->n) return PyErr_Format(PyExc_ValueError, "symbol %zd out of range", y);
-    if (!m->prepared) lm_prepare(m);
+void lane_observe(lane_model *m, int32_t y) {
+    lane_prepare(m);
     m->had_llm = 0;
-    lm_update(m, NULL, (int32_t)y);
-    Py_RETURN_NONE;
+    lm_update(m, NULL, y);
 }
 
-static PyObject *LaneModel_get_tokens(LaneModelObject *m, void *c) { return PyLong_FromLongLong(m->n_tokens); }
-static PyObject *LaneModel_get_skipped(LaneModelObject *m, void *c) { return PyLong_FromLongLong(m->n_skipped); }
-static PyObject *LaneModel_get_weights(LaneModelObject *m, void *c) {
-    int k = (m->ng_order + 1) * NB_CONF;
-    PyObject *l = PyList_New(k);
-    if (!l) return NULL;
-    for (int i = 0; i < k; i++)
-        PyList_SET_ITEM(l, i, Py_BuildValue("(dd)", m->h->wts[i][0], m->h->wts[i][1]));
-    return l;
+ptrdiff_t lane_n_vocab(const lane_model *m) { return m->p.n_vocab; }
+long long lane_tokens(const lane_model *m) { return m->n_tokens; }
+long long lane_skipped(const lane_model *m) { return m->n_skipped; }
+int lane_n_weight_sets(const lane_model *m) { return (m->p.ngram_order + 1) * NB_CONF; }
+void lane_weights(const lane_model *m, int i, double *llm, double *ngram) {
+    *llm = m->h->wts[i][0];
+    *ngram = m->h->wts[i][1];
 }
-static PyObject *LaneModel_get_memory(LaneModelObject *m, void *c) {
-    size_t b = ((size_t)m->ng_order << m->ng_bits) * sizeof(NgSlot) + (size_t)m->n * (16 + 4) +
-               (m->h->bias ? (size_t)m->n * 8 : 0);
-    return PyLong_FromSize_t(b);
+size_t lane_memory(const lane_model *m) {
+    const size_t n = (size_t)m->p.n_vocab;
+    return ((size_t)m->p.ngram_order << m->p.ngram_bits) * sizeof(NgSlot) + n * (16 + 4) + (m->h->bias ? n * 8 : 0);
 }
-
-static PyMethodDef LaneModel_methods[] = {
-    {"prepare", (PyCFunction)LaneModel_prepare, METH_NOARGS,
-     "prepare() -> bool\n\nPredict from the n-gram head for the next token; True when it is "
-     "confident enough that the LLM is skipped for this token."},
-    {"encode", (PyCFunction)LaneModel_encode, METH_VARARGS,
-     "encode(encoder, logits, symbol, raw=b'')\n\nCode one step: the raw bytes (escaped, groups of "
-     "at most 16), then the token; logits float32[n_vocab] (ignored, may be None, when prepare() "
-     "says skip); then update every head."},
-    {"encode_block", (PyCFunction)LaneModel_encode_block, METH_VARARGS,
-     "encode_block(encoder, logits, symbols, escapes=None)\n\nencode() for every row of float32 "
-     "logits (k, n_vocab) and int32 symbols (k,); escapes: list of (row, bytes) sorted by row."},
-    {"decode", (PyCFunction)LaneModel_decode, METH_VARARGS,
-     "decode(decoder, logits) -> int | bytes\n\nDecode one token (logits None when skipping) and "
-     "update; an escape group comes back as bytes (call again, same logits, for the token)."},
-    {"distribution", (PyCFunction)LaneModel_distribution, METH_O,
-     "distribution(logits) -> bytes\n\nfloat64[n_vocab + 1] probabilities the coder would use now "
-     "(the last: escape)."},
-    {"observe", (PyCFunction)LaneModel_observe, METH_O,
-     "observe(symbol)\n\nUpdate the n-gram head and history without coding."},
-    {NULL}};
-
-static PyGetSetDef LaneModel_getset[] = {
-    {"tokens", (getter)LaneModel_get_tokens, NULL, "tokens coded", NULL},
-    {"skipped", (getter)LaneModel_get_skipped, NULL, "tokens coded without the LLM", NULL},
-    {"weights", (getter)LaneModel_get_weights, NULL, "mixer weights per weight set", NULL},
-    {"memory", (getter)LaneModel_get_memory, NULL, "bytes of state", NULL},
-    {NULL}};
-
-static PyTypeObject LaneModelType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "nacrith._native.LaneModel",
-    .tp_basicsize = sizeof(LaneModelObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "LaneModel(n_vocab, ngram_order=0, ngram_bits=16, ngram_kappa=5.0, bias_lr=0.0, "
-              "mixer=0, mix_lr=0.5, mix_init=0.85, skip_bits=0.0, shared=None)\n\n"
-              "Per-lane ensemble: n-gram head, bias head, mixer, confidence skip (native/ensemble.c). "
-              "With shared=another LaneModel (same parameters) the n-gram tables, bias, mixer "
-              "weights and escape models are shared; the history and the prediction stay per lane.",
-    .tp_new = LaneModel_new,
-    .tp_dealloc = (destructor)LaneModel_dealloc,
-    .tp_methods = LaneModel_methods,
-    .tp_getset = LaneModel_getset,
-};

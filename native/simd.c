@@ -1,9 +1,9 @@
 /*
- * AVX2 versions of the vocabulary-wide loops (max, exp, sums, CDF counts, bias update), chosen at
- * run time when the CPU has AVX2 (`simd_init`). Included by nacrith_native.c after the scalar
- * versions, which stay the reference: every kernel here computes, element by element, the same
- * IEEE binary64 operations in the same order as its scalar twin, so the results are bit-identical
- * (tests/test_native_simd.py compares both on every path, `_native.set_simd`):
+ * The vocabulary-wide loops (max, exp, sums, dot product, bias update, CDF counts): the scalar
+ * reference versions, and AVX2 versions chosen at run time when the CPU has AVX2 (`simd_init`).
+ * Every AVX2 kernel computes, element by element, the same IEEE binary64 operations in the same
+ * order as its scalar twin, so the results are bit-identical (tests/test_native_simd.py compares
+ * both on every path, `nacrith._native._testing.set_simd`):
  *
  *   - element-wise maps (exp, bias update, CDF counts) apply the same +, -, *, conversions to each
  *     element; no FMA (the "fma" target is not enabled and -ffp-contract=off is set);
@@ -13,8 +13,89 @@
  *     strict comparison, so a NaN is ignored unless it is element 0, as in the scalar loop;
  *   - integer totals and the largest count are exact whatever the order.
  */
+#include "simd.h"
 
-static int use_simd = 0; /* set by simd_init(), or by _native.set_simd() in tests */
+#include "cdf.h" /* det_exp, EXP_CUTOFF */
+
+/* ------------------------------------------------------------------ scalar reference loops */
+/* What each kernel computes: simd.h. These loops are the reference the AVX2 ones follow. */
+
+/* element-wise, vectorisable */
+static void exp_pass_scalar(const float *z, const double *bias, double M, double a, double c,
+                            ptrdiff_t n, double *out) {
+    if (bias) {
+        for (ptrdiff_t i = 0; i < n; i++) {
+            double y = a * (((double)z[i] + bias[i]) - M) + c;
+            double v = det_exp(y < EXP_CUTOFF ? 0.0 : y);
+            out[i] = (y >= EXP_CUTOFF) ? v : 0.0;
+        }
+    } else {
+        for (ptrdiff_t i = 0; i < n; i++) {
+            double y = a * ((double)z[i] - M) + c;
+            double v = det_exp(y < EXP_CUTOFF ? 0.0 : y);
+            out[i] = (y >= EXP_CUTOFF) ? v : 0.0;
+        }
+    }
+}
+
+static double sum4_scalar(const double *w, ptrdiff_t n) {
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    ptrdiff_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += w[i];
+        s1 += w[i + 1];
+        s2 += w[i + 2];
+        s3 += w[i + 3];
+    }
+    if (i < n) s0 += w[i++];
+    if (i < n) s1 += w[i++];
+    if (i < n) s2 += w[i++];
+    return (s0 + s1) + (s2 + s3);
+}
+
+/* z_i + b_i, or z_i without a bias (no "+ 0.0", which would turn -0.0 into +0.0) */
+#define U_AT(z, bias, i) ((bias) ? (double)(z)[i] + (bias)[i] : (double)(z)[i])
+
+static double max_u_scalar(const float *z, const double *bias, ptrdiff_t n) {
+    double M = U_AT(z, bias, 0);
+    for (ptrdiff_t i = 1; i < n; i++) {
+        double v = U_AT(z, bias, i);
+        if (v > M) M = v;
+    }
+    return M;
+}
+
+static uint64_t quantise_counts_scalar(const double *w, double scale, uint32_t spare, ptrdiff_t n,
+                                       uint32_t *cdf, ptrdiff_t *best, uint32_t *best_f) {
+    uint64_t total = 0;
+    for (ptrdiff_t i = 0; i < n; i++) {
+        double v = w[i] * scale;
+        uint32_t f;
+        if (!(v > 0.0)) f = 1; /* also catches NaN */
+        else if (v >= (double)spare) f = spare + 1;
+        else f = 1 + (uint32_t)v;
+        cdf[i + 1] = f;
+        total += f;
+        if (f > *best_f) { *best_f = f; *best = i; }
+    }
+    return total;
+}
+
+static double dot4_scalar(const double *W, const float *z, const double *bias, double M, ptrdiff_t n) {
+    double s[4] = {0.0, 0.0, 0.0, 0.0};
+    for (ptrdiff_t i = 0; i < n; i++) {
+        double x = ((double)z[i] + (bias ? bias[i] : 0.0)) - M;
+        s[i & 3] += W[i] * x;
+    }
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+static void bias_update_scalar(double *b, const double *e, double k, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) b[i] -= k * e[i];
+}
+
+/* ------------------------------------------------------------------ AVX2 */
+static int use_simd = 0; /* set by simd_init(), or by simd_set() (tests) */
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define NACRITH_AVX2 1
@@ -44,17 +125,17 @@ AVX2 static inline __m256d det_exp4(__m256d x) {
 }
 
 /* x_i = z_i + b_i - M (b may be NULL) for i..i+3 */
-AVX2 static inline __m256d load_x4(const float *z, const double *bias, __m256d M, Py_ssize_t i) {
+AVX2 static inline __m256d load_x4(const float *z, const double *bias, __m256d M, ptrdiff_t i) {
     __m256d x = _mm256_cvtps_pd(_mm_loadu_ps(z + i));
     if (bias) x = _mm256_add_pd(x, _mm256_loadu_pd(bias + i));
     return _mm256_sub_pd(x, M);
 }
 
 AVX2 static void exp_pass_avx2(const float *z, const double *bias, double M, double a, double c,
-                               Py_ssize_t n, double *out) {
+                               ptrdiff_t n, double *out) {
     const __m256d vM = _mm256_set1_pd(M), va = _mm256_set1_pd(a), vc = _mm256_set1_pd(c);
     const __m256d cut = _mm256_set1_pd(EXP_CUTOFF), zero = _mm256_setzero_pd();
-    Py_ssize_t i = 0;
+    ptrdiff_t i = 0;
     for (; i + 4 <= n; i += 4) {
         __m256d y = _mm256_add_pd(_mm256_mul_pd(va, load_x4(z, bias, vM, i)), vc);
         __m256d keep = _mm256_cmp_pd(y, cut, _CMP_GE_OQ); /* false for NaN */
@@ -64,9 +145,9 @@ AVX2 static void exp_pass_avx2(const float *z, const double *bias, double M, dou
     if (i < n) exp_pass_scalar(z + i, bias ? bias + i : NULL, M, a, c, n - i, out + i);
 }
 
-AVX2 static double sum4_avx2(const double *w, Py_ssize_t n) {
+AVX2 static double sum4_avx2(const double *w, ptrdiff_t n) {
     __m256d acc = _mm256_setzero_pd();
-    Py_ssize_t i = 0;
+    ptrdiff_t i = 0;
     for (; i + 4 <= n; i += 4) acc = _mm256_add_pd(acc, _mm256_loadu_pd(w + i));
     double s[4];
     _mm256_storeu_pd(s, acc);
@@ -76,10 +157,10 @@ AVX2 static double sum4_avx2(const double *w, Py_ssize_t n) {
     return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
-AVX2 static double dot4_avx2(const double *W, const float *z, const double *bias, double M, Py_ssize_t n) {
+AVX2 static double dot4_avx2(const double *W, const float *z, const double *bias, double M, ptrdiff_t n) {
     const __m256d vM = _mm256_set1_pd(M);
     __m256d acc = _mm256_setzero_pd();
-    Py_ssize_t i = 0;
+    ptrdiff_t i = 0;
     const __m256d zero = _mm256_setzero_pd();
     for (; i + 4 <= n; i += 4) { /* as the scalar dot4: z + (b or 0.0) - M */
         __m256d x = _mm256_cvtps_pd(_mm_loadu_ps(z + i));
@@ -95,10 +176,10 @@ AVX2 static double dot4_avx2(const double *W, const float *z, const double *bias
     return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
-AVX2 static double max_u_avx2(const float *z, const double *bias, Py_ssize_t n) {
+AVX2 static double max_u_avx2(const float *z, const double *bias, ptrdiff_t n) {
     double M = U_AT(z, bias, 0);
     __m256d acc = _mm256_set1_pd(M);
-    Py_ssize_t i = 1;
+    ptrdiff_t i = 1;
     for (; i < n && (i & 3); i++) { /* elements 1..3 in scalar */
         double v = U_AT(z, bias, i);
         if (v > M) M = v;
@@ -119,9 +200,9 @@ AVX2 static double max_u_avx2(const float *z, const double *bias, Py_ssize_t n) 
     return M;
 }
 
-AVX2 static void bias_update_avx2(double *b, const double *e, double k, Py_ssize_t n) {
+AVX2 static void bias_update_avx2(double *b, const double *e, double k, ptrdiff_t n) {
     const __m256d vk = _mm256_set1_pd(k);
-    Py_ssize_t i = 0;
+    ptrdiff_t i = 0;
     for (; i + 4 <= n; i += 4)
         _mm256_storeu_pd(b + i, _mm256_sub_pd(_mm256_loadu_pd(b + i), _mm256_mul_pd(vk, _mm256_loadu_pd(e + i))));
     for (; i < n; i++) b[i] -= k * e[i];
@@ -129,13 +210,13 @@ AVX2 static void bias_update_avx2(double *b, const double *e, double k, Py_ssize
 
 /* counts f_i = 1 + floor(min(w_i * scale, spare)) (1 where w_i * scale is not > 0) into cdf[1..n];
    returns their total, the largest count in *best_f and its first index in *best */
-AVX2 static uint64_t quantise_counts_avx2(const double *w, double scale, uint32_t spare, Py_ssize_t n,
-                                          uint32_t *cdf, Py_ssize_t *best, uint32_t *best_f) {
+AVX2 static uint64_t quantise_counts_avx2(const double *w, double scale, uint32_t spare, ptrdiff_t n,
+                                          uint32_t *cdf, ptrdiff_t *best, uint32_t *best_f) {
     const __m256d vs = _mm256_set1_pd(scale), vsp = _mm256_set1_pd((double)spare), zero = _mm256_setzero_pd();
     const __m128i one = _mm_set1_epi32(1);
     __m256i tot = _mm256_setzero_si256();
     __m128i mx = _mm_setzero_si128();
-    Py_ssize_t i = 0;
+    ptrdiff_t i = 0;
     for (; i + 4 <= n; i += 4) {
         __m256d v = _mm256_mul_pd(_mm256_loadu_pd(w + i), vs);
         v = _mm256_and_pd(v, _mm256_cmp_pd(v, zero, _CMP_GT_OQ)); /* 0 unless v > 0 (NaN too) */
@@ -154,12 +235,12 @@ AVX2 static uint64_t quantise_counts_avx2(const double *w, double scale, uint32_
     for (int k = 0; k < 4; k++)
         if (m4[k] > bf) bf = m4[k];
     if (i < n) { /* the last n % 4 counts */
-        Py_ssize_t bt = 0;
+        ptrdiff_t bt = 0;
         uint32_t ft = 0;
         total += quantise_counts_scalar(w + i, scale, spare, n - i, cdf + i, &bt, &ft);
         if (ft > bf) bf = ft;
     }
-    Py_ssize_t j = 0; /* first index of the largest count */
+    ptrdiff_t j = 0; /* first index of the largest count */
     const __m256i vb = _mm256_set1_epi32((int)bf);
     for (; j + 8 <= n; j += 8) {
         int msk = _mm256_movemask_ps(_mm256_castsi256_ps(
@@ -172,40 +253,61 @@ AVX2 static uint64_t quantise_counts_avx2(const double *w, double scale, uint32_
     return total;
 }
 
-static void simd_init(void) {
+int simd_init(void) {
     __builtin_cpu_init();
     use_simd = __builtin_cpu_supports("avx2") ? 1 : 0;
+    return use_simd;
 }
 #else
-static void simd_init(void) { use_simd = 0; }
+int simd_init(void) { return use_simd = 0; }
 #endif
 
 /* ------------------------------------------------------------------ dispatch */
-static void exp_pass(const float *z, const double *bias, double M, double a, double c, Py_ssize_t n, double *out) {
+void exp_pass(const float *z, const double *bias, double M, double a, double c, ptrdiff_t n, double *out) {
 #ifdef NACRITH_AVX2
     if (use_simd) { exp_pass_avx2(z, bias, M, a, c, n, out); return; }
 #endif
     exp_pass_scalar(z, bias, M, a, c, n, out);
 }
 
-static double sum4(const double *w, Py_ssize_t n) {
+double sum4(const double *w, ptrdiff_t n) {
 #ifdef NACRITH_AVX2
     if (use_simd) return sum4_avx2(w, n);
 #endif
     return sum4_scalar(w, n);
 }
 
-static double max_u(const float *z, const double *bias, Py_ssize_t n) {
+double max_u(const float *z, const double *bias, ptrdiff_t n) {
 #ifdef NACRITH_AVX2
     if (use_simd) return max_u_avx2(z, bias, n);
 #endif
     return max_u_scalar(z, bias, n);
 }
 
-static uint64_t quantise_counts(const double *w, double scale, uint32_t spare, Py_ssize_t n,
-                                uint32_t *cdf, Py_ssize_t *best, uint32_t *best_f) {
+double dot4(const double *W, const float *z, const double *bias, double M, ptrdiff_t n) {
+#ifdef NACRITH_AVX2
+    if (use_simd) return dot4_avx2(W, z, bias, M, n);
+#endif
+    return dot4_scalar(W, z, bias, M, n);
+}
+
+void bias_update(double *b, const double *e, double k, ptrdiff_t n) {
+#ifdef NACRITH_AVX2
+    if (use_simd) { bias_update_avx2(b, e, k, n); return; }
+#endif
+    bias_update_scalar(b, e, k, n);
+}
+
+uint64_t quantise_counts(const double *w, double scale, uint32_t spare, ptrdiff_t n, uint32_t *cdf,
+                         ptrdiff_t *best, uint32_t *best_f) {
 #ifdef NACRITH_AVX2
     if (use_simd) return quantise_counts_avx2(w, scale, spare, n, cdf, best, best_f);
 #endif
     return quantise_counts_scalar(w, scale, spare, n, cdf, best, best_f);
+}
+
+int simd_set(int on) {
+    if (on) return simd_init(); /* on only where the CPU has it */
+    use_simd = 0;
+    return 0;
 }

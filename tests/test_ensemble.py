@@ -12,11 +12,16 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from nacrith import _native
-from nacrith.codec import Options, compress, decompress, iter_frames
+from nacrith._native import _testing
+from nacrith.session import Options
+from nacrith.policy import compress
+from nacrith.decoder import decompress
+from nacrith.container import iter_frames
 from nacrith.coder import CDF_TOTAL, Decoder, Encoder, cdf_from_probs
 from nacrith.container import EndFrame
-from nacrith.ensemble import LLM_ONLY, MIXER_GEOMETRIC, MIXER_LINEAR, EnsembleParams
-from nacrith.lanes import Window
+from nacrith.params import LLM_ONLY, MIXER_GEOMETRIC, MIXER_LINEAR, EnsembleParams
+from nacrith.ensemble import lane_model, lane_models
+from nacrith.params import Window
 
 from .conftest import corpus
 
@@ -46,18 +51,18 @@ def test_skip_with_slides_and_lanes(session):
     # the skip really happened: replay the first lane's model to count
     m = session.model
     lane = m.tokenize(text)[: (len(m.tokenize(text)) + 1) // 2]
-    lm = ens.lane_model(m.n_vocab)
+    lm = lane_model(ens, m.n_vocab)
     skipped = 0
     for t in lane:
         skipped += lm.prepare()
-        lm.observe(int(t))
+        _testing.observe(lm, int(t))
     assert skipped > 20
 
 
 @pytest.mark.parametrize("shared", [False, True])
 def test_shared_and_independent_lane_heads(session, shared):
     data = corpus("canterbury/asyoulik.txt")[5000:6200] + b" stray \xff byte"
-    ens = EnsembleParams(shared_lanes=shared, skip_bits=1.5)
+    ens = EnsembleParams(shared_heads=shared, skip_bits=1.5)
     blob = compress(data, session, Options(ensemble=ens, max_lanes=3, min_lane_tokens=40,
                                            window=Window(48, 4, 12)))
     assert decompress(blob, session) == data
@@ -92,14 +97,14 @@ def test_head_updates_keep_valid_distributions(seed, order, bias, mixer, steps, 
     for _ in range(steps):
         lg = (rng.standard_normal(vocab) * rng.uniform(0, 30)).astype(np.float32)
         skip = m.prepare()
-        p = np.frombuffer(m.distribution(None if skip else lg), dtype=np.float64)
+        p = np.frombuffer(_testing.distribution(m, None if skip else lg), dtype=np.float64)
         assert len(p) == vocab + 1  # last: escape
         assert np.isfinite(p).all() and (p >= 0).all()
         assert abs(p.sum() - 1.0) < 1e-9
         cdf = cdf_from_probs(p)
         assert np.diff(cdf.astype(np.int64)).min() >= 1 and cdf[-1] == CDF_TOTAL
         y = int(rng.integers(vocab)) if rng.random() < 0.5 else int(np.argmax(p[:vocab]))  # a token, not the escape
-        m.encode(enc, None if skip else lg, y)
+        enc.encode_step(m, None if skip else lg, y)
         syms.append(y)
         logits_seen.append(lg)
     # the decoder side reproduces the symbols with a fresh model
@@ -108,7 +113,7 @@ def test_head_updates_keep_valid_distributions(seed, order, bias, mixer, steps, 
     dec = Decoder(enc.finish())
     for y, lg in zip(syms, logits_seen):
         skip = d.prepare()
-        assert d.decode(dec, None if skip else lg) == y
+        assert dec.decode_step(d, None if skip else lg) == y
     for a, c in m.weights:
         assert np.isfinite(a) and np.isfinite(c)
 
@@ -120,7 +125,7 @@ def test_params_validation():
         EnsembleParams(bias_lr=1.5)
     with pytest.raises(ValueError):
         EnsembleParams.decode(b"\0" * 10)
-    for e in (EnsembleParams(ngram_order=3, bias_lr=0.5, skip_bits=2.5), EnsembleParams(shared_lanes=False)):
+    for e in (EnsembleParams(ngram_order=3, bias_lr=0.5, skip_bits=2.5), EnsembleParams(shared_heads=False)):
         assert EnsembleParams.decode(e.encode()) == e
     bad = bytearray(EnsembleParams().encode())
     bad[3] |= 0x80
@@ -141,13 +146,41 @@ def test_lane_model_memory_is_returned_between_frames():
     z = np.zeros((1, V), np.float32)
     after = []
     for frame in range(8):
-        models = params.lane_models(V, 2)
+        models = lane_models(params, V, 2)
         enc = _native.Encoder()
         for t in range(100):
             for m in models:
                 m.prepare()
-                m.encode(enc, z, t % 50)
+                enc.encode_step(m, z, t % 50)
         scratch = np.ones(300_000)  # other allocations between frames, as a stream makes
         del models, enc, scratch
         after.append(rss_mb())
     assert after[-1] - after[1] < 8, f"RSS after each frame, MB: {[round(x, 1) for x in after]}"
+
+
+def test_encode_block_is_encode_step_per_row():
+    """The coder takes the model: a block of rows with escapes (two groups for 20 raw bytes)
+    codes the same bytes as one encode_step per row, and decode_step returns the groups then the
+    token. Without logits where the model does not skip, the step is refused."""
+    rng = np.random.default_rng(5)
+    V, T = 300, 60
+    params = EnsembleParams(ngram_bits=8)
+    z = (rng.standard_normal((T, V)) * 3).astype(np.float32)
+    toks = rng.integers(0, V, T).astype(np.int32)
+    raw = {3: b"\x80" * 20, 17: b"\xfe"}
+    a, b = Encoder(), Encoder()
+    ma, mb = lane_model(params, V), lane_model(params, V)
+    a.encode_block(ma, z, toks, sorted(raw.items()))
+    for t in range(T):
+        mb.prepare()
+        b.encode_step(mb, z[t], int(toks[t]), raw.get(t, b""))
+    data = a.finish()
+    assert data == b.finish()
+    d, dec = lane_model(params, V), Decoder(data)
+    for t in range(T):
+        got = b""
+        while isinstance(y := dec.decode_step(d, z[t]), bytes):
+            got += y
+        assert (y, got) == (toks[t], raw.get(t, b""))
+    with pytest.raises(ValueError, match="logits required"):
+        Encoder().encode_step(lane_model(params, V), None, 0)

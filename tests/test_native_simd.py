@@ -1,30 +1,32 @@
 """The AVX2 kernels (native/simd.c) give bit-identical results to the scalar reference loops.
 
 A file made on a machine with AVX2 must decode on one without it, so every path that feeds a CDF
-is run twice, with ``_native.set_simd(False)`` and ``set_simd(True)``, and compared byte for byte.
+is run twice, with ``_testing.set_simd(False)`` and ``set_simd(True)``, and compared byte for byte.
 """
 
 import numpy as np
 import pytest
 
 from nacrith import _native
-from nacrith.ensemble import LLM_ONLY, MIXER_GEOMETRIC, MIXER_LINEAR, EnsembleParams
+from nacrith._native import _testing
+from nacrith.params import LLM_ONLY, MIXER_GEOMETRIC, MIXER_LINEAR, EnsembleParams
+from nacrith.ensemble import lane_model
 
-HAVE_SIMD = _native.set_simd(True)
+HAVE_SIMD = _testing.set_simd(True)
 pytestmark = pytest.mark.skipif(not HAVE_SIMD, reason="this CPU has no AVX2: only the scalar path exists")
 
 
 @pytest.fixture(autouse=True)
 def _restore_simd():
     yield
-    _native.set_simd(True)
+    _testing.set_simd(True)
 
 
 def both(fn):
     """fn() with the scalar loops, then with AVX2."""
-    _native.set_simd(False)
+    _testing.set_simd(False)
     a = fn()
-    assert _native.set_simd(True)
+    assert _testing.set_simd(True)
     return a, fn()
 
 
@@ -97,19 +99,19 @@ def test_lane_model_streams_identical(name, n):
     params = CONFIGS[name]
 
     def run():
-        m = params.lane_model(n)
+        m = lane_model(params, n)
         enc = _native.Encoder()
         for t in range(T):
             m.prepare()
-            m.encode(enc, None if m.prepare() else z[t:t + 1], int(toks[t]), b"\xff" if t == 40 else b"")
+            enc.encode_step(m, None if m.prepare() else z[t:t + 1], int(toks[t]), b"\xff" if t == 40 else b"")
         data = enc.finish()
-        d = params.lane_model(n)
+        d = lane_model(params, n)
         dec = _native.Decoder(data)
         out = []
         for t in range(T):
             skip = d.prepare()
             while True:
-                y = d.decode(dec, None if skip else z[t:t + 1])
+                y = dec.decode_step(d, None if skip else z[t:t + 1])
                 if isinstance(y, int):
                     break
             out.append(y)
