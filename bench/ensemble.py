@@ -21,8 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import append_row, find_corpora, read_rows  # noqa: E402
-from nacrith.codec import Options, Session, compress, decompress  # noqa: E402
-from nacrith.ensemble import LLM_ONLY, MIXER_LINEAR, EnsembleParams  # noqa: E402
+from nacrith.session import Options, Session  # noqa: E402
+from nacrith.policy import compress  # noqa: E402
+from nacrith.decoder import decompress  # noqa: E402
+from nacrith.params import LLM_ONLY, MIXER_LINEAR, EnsembleParams  # noqa: E402
 
 CORPORA = find_corpora()
 OUT = ROOT / "bench" / "results" / "ensemble.jsonl"
@@ -30,13 +32,13 @@ D = EnsembleParams()
 CONFIGS = {
     "llm-only": LLM_ONLY,
     "+ngram (linear mixer)": EnsembleParams(bias_lr=0.0, mixer=MIXER_LINEAR, mix_lr=0.5, skip_bits=0.0,
-                                            shared_lanes=False),
-    "+bias": EnsembleParams(ngram_order=0, mixer=MIXER_LINEAR, skip_bits=0.0, shared_lanes=False),
+                                            shared_heads=False),
+    "+bias": EnsembleParams(ngram_order=0, mixer=MIXER_LINEAR, skip_bits=0.0, shared_heads=False),
     "+ngram +bias linear (Hedge) mixer": EnsembleParams(mixer=MIXER_LINEAR, mix_lr=0.5, skip_bits=0.0,
-                                                        shared_lanes=False),
-    "+ngram +bias geometric mixer": EnsembleParams(skip_bits=0.0, shared_lanes=False),
-    "+skip 0.5 bit": EnsembleParams(skip_bits=0.5, shared_lanes=False),
-    "+skip 0.5 bit (default)": EnsembleParams(skip_bits=0.5, shared_lanes=False),  # first runs' name
+                                                        shared_heads=False),
+    "+ngram +bias geometric mixer": EnsembleParams(skip_bits=0.0, shared_heads=False),
+    "+skip 0.5 bit": EnsembleParams(skip_bits=0.5, shared_heads=False),
+    "+skip 0.5 bit (default)": EnsembleParams(skip_bits=0.5, shared_heads=False),  # first runs' name
     "+shared heads (default)": D,
     "+skip 1.5 bits": EnsembleParams(skip_bits=1.5),
 }

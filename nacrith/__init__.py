@@ -57,12 +57,14 @@ def compress(data, *, model=None, session=None, **options) -> bytes:
         the compressed stream (bytes); the same bytes as ``NacrithCompressor`` gives.
 
     Raises:
-        ModelNotFoundError, BackendError; ValueError for bad options.
+        ModelNotFoundError, BackendError; ValueError for bad option values or a closed session;
+        TypeError for data that is not bytes-like or options of the wrong type.
     """
     from . import policy
     from .session import Options
     from .stream import get_session
 
+    data = memoryview(data).cast("B")  # bytes-like only: TypeError otherwise, as lzma
     return policy.compress(bytes(data), get_session(model, session), Options(**options))
 
 
@@ -75,6 +77,7 @@ def decompress(data, *, model=None, session=None) -> bytes:
     from . import decoder
     from .stream import get_session
 
+    data = memoryview(data).cast("B")
     return decoder.decompress(bytes(data), get_session(model, session))
 
 

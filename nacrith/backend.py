@@ -11,6 +11,7 @@ set install.sh pins (catches a stale or ``-march=native`` wheel reused from pip'
 
 from __future__ import annotations
 
+import os
 import sys
 
 from .model import ATTN_ROT_VALUE, FLASH_ATTN, KV_TYPE_NAME, llama
@@ -42,8 +43,12 @@ def fingerprint(n_gpu_layers: int = 0) -> str:
 
     Contains: llama-cpp-python version, llama.cpp system info (compiled features), where layers
     run, and the fixed context settings. Thread count is not part of it (logits do not depend
-    on it; ``tests/test_invariance.py``).
+    on it; ``tests/test_invariance.py``). ``$NACRITH_BACKEND_FINGERPRINT``, when set, replaces
+    it: a way to see how a decoder or a worker with another backend is refused (tests).
     """
+    override = os.environ.get("NACRITH_BACKEND_FINGERPRINT")
+    if override:
+        return override
     L = llama()
     device = "cpu" if n_gpu_layers == 0 else "gpu:all" if n_gpu_layers < 0 else f"gpu:{n_gpu_layers}"
     info = system_info()

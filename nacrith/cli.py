@@ -250,7 +250,7 @@ class Job:
     def session(self) -> Session:
         if self._session is None:
             self._session = Session(self.model, threads=self.threads, workers=self.workers or None,
-                                    gpu_layers=self.gpu_layers)
+                                    gpu_layers=self.gpu_layers, cluster=self.cluster)
         return self._session
 
     def options(self) -> Options:
@@ -584,7 +584,11 @@ def _options(f):
         click.option("-m", "--model", metavar="GGUF", default=None,
                      help="GGUF model (default: $NACRITH_MODEL, then the embedded SmolLM2-135M)."),
         click.option("-T", "--workers", type=click.IntRange(0, 256), default=None,
-                     help="Worker processes, each with its own context (0 or unset: from the cores)."),
+                     help="Frames coded at once: worker processes (or Ray actors), each with its own "
+                          "model and context (0 or unset: from the cores, or the cluster)."),
+        click.option("--cluster", metavar="ADDRESS", default=None, envvar="NACRITH_CLUSTER",
+                     help="Code frames on a Ray cluster: auto, ray://HOST:10001, or local "
+                          "(a Ray instance on this machine). Needs nacrith[ray]. [env: NACRITH_CLUSTER]"),
         click.option("--threads", type=click.IntRange(1, 1024), default=None,
                      help="llama.cpp threads per worker (default: cores / workers)."),
         click.option("--gpu-layers", type=click.IntRange(-1, 10000), default=None,

@@ -15,6 +15,7 @@ from .container import (END_FRAME, FRAME_LLM, FRAME_NAMES, EndFrame, Frame, LLMP
                         StreamParser, frame_checksum, read_end, total_hasher)
 from .errors import ChecksumError, FormatError, TruncatedError
 from .llm_frame import decode_llm_frame
+from .scheduler import Scheduler
 from .session import Session
 
 Progress = Callable[[int], None]
@@ -42,15 +43,19 @@ class FrameDecoder:
     """Incremental stream reader: ``feed(chunk)`` returns the original bytes of every frame that
     became complete (each verified against its checksum before it is returned); ``eof`` turns
     True after the end frame, whose whole-stream checksum is verified too (the seek table is
-    checked against the frames by the parser). Memory: the input of at most one frame plus its
-    output.
+    checked against the frames by the parser). LLM frames go to the session's frame scheduler
+    (in this process, or on workers with a bounded number in flight), binary frames are decoded
+    here; output stays in input order. Memory: the input and output of the frames in flight.
     """
 
     def __init__(self, session: Session, progress: Progress | None = None):
+        session.check_open()
         self.session = session
         self.progress = progress
         self.parser = StreamParser()
+        self._sched: Scheduler | None = None
         self._hasher = total_hasher()
+        self._queued = 0  # output offset of the next frame submitted
         self.size = 0  # bytes output so far
         self.eof = False
 
@@ -62,18 +67,32 @@ class FrameDecoder:
     def unused_data(self) -> bytes:
         return self.parser.unused_data
 
+    def _done(self, results: list, out: list) -> None:
+        for _, raw in results:
+            self._hasher.update(raw)
+            self.size += len(raw)
+            out.append(raw)
+
     def feed(self, data) -> bytes:
         """Original bytes of the frames ``data`` completes. Raises FormatError, ChecksumError,
         ModelMismatchError as soon as they are detected."""
         self.parser.feed(data)
-        out = []
+        out: list[bytes] = []
         while (item := self.parser.next()) is not None:
             if isinstance(item, Frame):
-                raw = decode_frame(self.session, item, self.size, self.progress)
-                self._hasher.update(raw)
-                self.size += len(raw)
-                out.append(raw)
+                if self._sched is None:
+                    self._sched = Scheduler(self.session.inline(), self.progress)
+                llm = item.kind == FRAME_LLM
+                if llm and self._sched.executor is self.session.inline():
+                    self._sched.use(self.session.executor())  # the first LLM frame starts the workers
+                if llm and self._sched.executor is not self.session.inline():
+                    item.payload = bytes(item.payload)  # sent to another process
+                inline = None if llm else self.session.inline()  # binary frames: decoded here
+                self._done(self._sched.submit("decode", (item, self._queued), None, item.raw_size, inline), out)
+                self._queued += item.raw_size
             elif isinstance(item, EndFrame):
+                if self._sched is not None:
+                    self._done(self._sched.drain(), out)
                 if item.total_size != self.size or self._hasher.digest() != item.checksum:
                     raise ChecksumError(f"whole-stream checksum mismatch ({self.size} bytes decoded, "
                                         f"{item.total_size} declared)")

@@ -3,10 +3,15 @@ each the smallest of its candidates (LLM for text runs: ``nacrith.llm_frame``; s
 lzma2: ``nacrith.binary``) -> the stream (``nacrith.container``: header, params, frames, seek
 table, end frame). Every frame carries a checksum of its original bytes and the end frame one
 of the whole input.
+
+Two parts: ``code_frame`` computes a frame's candidate payloads (any process: the scheduler's
+workers run it), ``FrameWriter`` picks between them and lays out the stream, in input order (the
+choice depends on whether the params frame was written before).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Callable
 
 from .binary import BinaryCoder
@@ -15,28 +20,62 @@ from .container import (FRAME_LLM, FRAME_NAMES, SeekEntry, StreamHeader, total_h
 from .llm_frame import encode_llm_frame
 from .segment import cut
 from .session import Options, Session
+from .scheduler import Scheduler
 
 Progress = Callable[[int], None]
 
 
-class FrameEncoder:
-    """Incremental stream writer: ``encode_frame(raw)`` returns the bytes of one frame (preceded
-    by the stream header on the first call and by the params frame before the first LLM frame);
-    ``finish()`` returns the seek table and end frame. Memory: one frame at a time.
+@dataclass
+class CodedFrame:
+    """The candidates of one frame: ``binary`` = (payload size, frame type, payload) of the
+    smallest binary coding; ``llm`` = the LLM payload (None: not text, or its tokens do not
+    reproduce it); ``stats``: ``tokens``/``skipped`` of the LLM coding."""
 
-    Args: as ``compress``.
+    binary: tuple[int, int, bytes]
+    llm: bytes | None = None
+    stats: dict = field(default_factory=dict)
+
+
+def _smallest(cands: list) -> tuple[int, int, bytes]:
+    return min(cands, key=lambda c: (c[0], c[1]))
+
+
+def code_frame(session: Session | None, raw: bytes, text: bool, options: Options,
+               progress: Progress | None = None, binary: tuple | None = None) -> CodedFrame:
+    """Candidates of ``raw`` (1..frame_size bytes): the smallest of stored, zstd and lzma2 and,
+    when ``text``, the LLM payload (``session`` may be None when not ``text``). ``binary``: the
+    smallest binary coding when known already. ``progress`` gets input bytes as they are coded."""
+    if not 0 < len(raw) <= options.frame_size:
+        raise ValueError(f"frame of {len(raw)} bytes (frame size {options.frame_size})")
+    binary = binary or _smallest(BinaryCoder().candidates(raw))
+    done = [0]
+
+    def prog(n):
+        done[0] += n
+        if progress:
+            progress(n)
+
+    stats: dict = {}
+    llm = encode_llm_frame(session, raw, options, prog, stats) if text else None
+    if progress and done[0] < len(raw):
+        progress(len(raw) - done[0])
+    return CodedFrame(binary, llm, stats)
+
+
+class FrameWriter:
+    """Lays out the stream: ``write(raw, coded)`` returns the bytes of one frame (preceded by the
+    stream header on the first call and by the params frame before the first LLM frame), the
+    smaller of ``coded``'s candidates counting the params frame it would need; ``finish()``
+    returns the seek table and end frame. ``session`` gives the params (only for LLM frames).
     """
 
-    def __init__(self, session: Session, options: Options = Options(), progress: Progress | None = None,
-                 stats: dict | None = None, reuse: tuple[bytes, list] | None = None):
-        self.session, self.options, self.progress, self.stats = session, options, progress, stats
-        self.reuse = reuse  # (raw, binary candidates) computed before for the same raw bytes
-        self.first: tuple[bytes, list] | None = None  # the same for this stream's only frame so far
+    def __init__(self, session: Session | None, options: Options = Options(), stats: dict | None = None):
+        self.session, self.options, self.stats = session, options, stats
+        self.first: tuple[bytes, tuple] | None = None  # (raw, smallest binary) of the only frame so far
         self.pos = 0  # bytes emitted so far
         self.entries: list[SeekEntry] = []
         self.total = 0
         self.hasher = total_hasher()
-        self._binary = BinaryCoder()
         self._params_frame: bytes | None = None
         self._params_offset = 0  # 0 until written
         self._started = False
@@ -46,36 +85,22 @@ class FrameEncoder:
         parts.append(chunk)
         self.pos += len(chunk)
 
-    def encode_frame(self, raw: bytes, text: bool = True) -> bytes:
-        """Encode ``raw`` (1..frame_size bytes) as one frame: the smallest of stored, zstd,
-        lzma2 and (when ``text``) the LLM."""
+    def write(self, raw: bytes, coded: CodedFrame) -> bytes:
         if self.finished:
             raise ValueError("stream already finished")
-        if not 0 < len(raw) <= self.options.frame_size:
-            raise ValueError(f"frame of {len(raw)} bytes (frame size {self.options.frame_size})")
         parts: list[bytes] = []
         if not self._started:
             self._emit(parts, StreamHeader(self.options.frame_size).encode())
             self._started = True
         self.hasher.update(raw)
         self.total += len(raw)
-        candidates = self._binary_candidates(raw)
-        done = [0]
-
-        def prog(n, done=done):
-            done[0] += n
-            if self.progress:
-                self.progress(n)
-
-        llm_stats: dict = {}
-        llm = encode_llm_frame(self.session, raw, self.options, prog, llm_stats) if text else None
-        if llm is not None:
+        self.first = (raw, coded.binary) if not self.entries else None
+        candidates = [coded.binary]
+        if coded.llm is not None:
             self._params_frame = self._params_frame or self.session.params(self.options).encode()
             extra = 0 if self._params_offset else len(self._params_frame)
-            candidates.append((len(llm) + extra, FRAME_LLM, llm))
-        if self.progress and done[0] < len(raw):
-            self.progress(len(raw) - done[0])
-        _, kind, payload = min(candidates, key=lambda c: (c[0], c[1]))
+            candidates.append((len(coded.llm) + extra, FRAME_LLM, coded.llm))
+        _, kind, payload = _smallest(candidates)
         if kind == FRAME_LLM and not self._params_offset:
             self._params_offset = self.pos
             self._emit(parts, self._params_frame)
@@ -85,21 +110,9 @@ class FrameEncoder:
             frames = self.stats.setdefault("frames", {})
             frames[FRAME_NAMES[kind]] = frames.get(FRAME_NAMES[kind], 0) + 1
             if kind == FRAME_LLM:
-                for k, v in llm_stats.items():
+                for k, v in coded.stats.items():
                     self.stats[k] = self.stats.get(k, 0) + v
         return b"".join(parts)
-
-    def _binary_candidates(self, raw: bytes) -> list[tuple[int, int, bytes]]:
-        """(size, frame type, payload) of stored, zstd and the lzma2 settings for ``raw``. Reuses
-        ``self.reuse`` when it holds the same bytes (the whole-input fallback of a one-frame
-        stream codes exactly the hybrid frame's bytes), and keeps the first frame's candidates
-        in ``self.first`` until a second frame comes."""
-        if self.reuse is not None and self.reuse[0] == raw:
-            cands = self.reuse[1]
-        else:
-            cands = self._binary.candidates(raw)
-        self.first = (raw, cands) if not self.entries else None
-        return list(cands)
 
     def finish(self) -> bytes:
         """Seek table (when there is more than one data frame) and end frame. Idempotent: a
@@ -120,17 +133,29 @@ class FrameEncoder:
 
 class StreamEncoder:
     """Bytes in, stream bytes out, in bounded memory: buffers up to one frame of input, splits it
-    into text and binary frames (``nacrith.segment.cut``) and encodes them.
+    into text and binary frames (``nacrith.segment.cut``) and hands them to the session's frame
+    scheduler (``nacrith.scheduler``: in this process or on workers, a bounded number in flight);
+    frames are written in input order, so the output does not depend on the executor.
 
     ``feed(data)`` returns the stream bytes ready so far; ``finish()`` the rest.
     """
 
     def __init__(self, session: Session, options: Options = Options(), progress: Progress | None = None,
                  stats: dict | None = None):
-        self.enc = FrameEncoder(session, options, progress, stats)
+        session.check_open()
+        self.writer = FrameWriter(session, options, stats)
         self.session = session
+        self.options = options
         self.frame_size = options.frame_size
+        self._progress = progress
+        self._sched: Scheduler | None = None  # started with the first frame
         self._buf = bytearray()
+
+    def _submit(self, piece: bytes, text: bool) -> list[bytes]:
+        if self._sched is None:
+            self._sched = Scheduler(self.session.executor(), self._progress)
+        return [self.writer.write(raw, coded)
+                for raw, coded in self._sched.submit("encode", (piece, text, self.options), piece, len(piece))]
 
     def _emit(self, final: bool) -> bytes:
         out = []
@@ -141,10 +166,13 @@ class StreamEncoder:
             m = self.session.model
             frames, carry = cut(chunk, m.missing_bytes, m.tokenize, self.frame_size, last)
             self._buf[:0] = carry
-            out += [self.enc.encode_frame(piece, text) for piece, text in frames]
+            for piece, text in frames:
+                out += self._submit(piece, text)
             if carry and len(chunk) == len(carry):  # nothing but a tail: cannot progress
                 self._buf[:len(carry)] = b""
-                out.append(self.enc.encode_frame(carry, False))
+                out += self._submit(carry, False)
+        if final and self._sched is not None:
+            out += [self.writer.write(raw, coded) for raw, coded in self._sched.drain()]
         return b"".join(out)
 
     def feed(self, data) -> bytes:
@@ -152,4 +180,4 @@ class StreamEncoder:
         return self._emit(False)
 
     def finish(self) -> bytes:
-        return self._emit(True) + self.enc.finish()
+        return self._emit(True) + self.writer.finish()

@@ -2,8 +2,9 @@
 (``nacrith.ensemble``, ``native/``) -> arithmetic-coded lane streams, and back.
 
 A frame's tokens are split into contiguous lanes (``split_lanes``); the lanes are evaluated
-together in one llama.cpp context, or in groups by worker processes when the lanes have their
-own heads (a lane's stream does not depend on which lanes share its context). The payload is
+together in one llama.cpp context (a lane's stream does not depend on which lanes share its
+context: ``tests/test_invariance.py``). Frames, not lanes, are the unit of parallelism
+(``nacrith.scheduler``). The payload is
 ``nacrith.container.write_llm_payload`` of the lane streams (``codec/FORMAT.md``, "LLM frame").
 """
 
@@ -137,62 +138,29 @@ def lane_bytes(model: Model, tokens: np.ndarray, escapes: dict) -> bytes:
     return b"".join(escapes.get(i, b"") + tb[int(t)] for i, t in enumerate(tokens))
 
 
-def _groups(n: int, k: int) -> list[range]:
-    """Split lane indices 0..n-1 into at most k contiguous, nearly equal groups."""
-    k = max(1, min(k, n))
-    bounds = np.linspace(0, n, k + 1).round().astype(int)
-    return [range(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-
-
 def encode_llm_frame(session: Session, raw: bytes, options: Options,
                      progress: Progress | None = None, stats: dict | None = None) -> bytes | None:
-    """LLM payload for ``raw``, or ``None`` when its tokens do not reproduce it exactly."""
-    m = session.model
-    split = split_text(m, raw)
+    """LLM payload for ``raw`` (its lanes coded together in one context), or ``None`` when its
+    tokens do not reproduce it exactly."""
+    split = split_text(session.model, raw)
     if split is None or split.tail or len(split.tokens) == 0:
         return None
     lanes = split_lanes(split.tokens, options)
     starts = np.cumsum([0] + [len(x) for x in lanes])
     escapes = [{i - a: v for i, v in split.escapes.items() if a <= i < b}
                for a, b in zip(starts[:-1], starts[1:])]
-    # lanes sharing heads must stay in one process; otherwise workers take groups of lanes
-    groups = _groups(len(lanes), 1 if options.ensemble.shared_heads else session.workers)
-    if len(groups) == 1:
-        streams = encode_group(session, lanes, options.window, options.ensemble, options.batch, progress,
-                               stats, escapes)
-    else:
-        jobs = [([lanes[i] for i in g], options.window, options.ensemble, options.batch,
-                 [escapes[i] for i in g]) for g in groups]
-        streams = []
-        for g, (res, st) in zip(groups, session.pool().map("encode", jobs)):
-            streams += res
-            if stats is not None:
-                for k, v in st.items():
-                    stats[k] = stats.get(k, 0) + v
-            if progress:
-                progress(int(sum(m.token_lens[lanes[i]].sum() + sum(map(len, escapes[i].values()))
-                                 for i in g)))
+    streams = encode_group(session, lanes, options.window, options.ensemble, options.batch, progress,
+                           stats, escapes)
     return write_llm_payload([len(x) for x in lanes], streams)
 
 
 def decode_llm_frame(session: Session, fr: Frame, progress: Progress | None = None) -> bytes:
-    """Decode one LLM frame (``fr.params`` must be set). The checksum is checked by the caller."""
+    """Decode one LLM frame (``fr.params`` must be set). The checksum is checked by the caller.
+
+    Raises FormatError, ChecksumError, ModelMismatchError."""
     params, raw_size, offset = fr.params, fr.raw_size, fr.offset
     counts, streams = read_llm_payload(fr.payload, raw_size, offset)
     session.check(params, f"frame at offset {offset}: ")
-    where = f"frame at offset {offset}: "
-    streams = [bytes(s) for s in streams]
-    groups = _groups(len(counts), 1 if params.ensemble.shared_heads else session.workers)
-    m = session.model
-    if len(groups) == 1:
-        lanes = decode_group(session, streams, counts, params.window, params.ensemble, raw_size,
-                             where, progress)
-    else:
-        jobs = [([streams[i] for i in g], [counts[i] for i in g], params.window, params.ensemble,
-                 raw_size, where) for g in groups]
-        lanes = []
-        for res in session.pool().map("decode", jobs):
-            lanes += res
-            if progress:
-                progress(int(sum(m.token_lens[t].sum() + sum(map(len, e.values())) for t, e in res)))
-    return b"".join(lane_bytes(m, t, e) for t, e in lanes)
+    lanes = decode_group(session, [bytes(s) for s in streams], counts, params.window, params.ensemble,
+                         raw_size, f"frame at offset {offset}: ", progress)
+    return b"".join(lane_bytes(session.model, t, e) for t, e in lanes)

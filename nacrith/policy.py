@@ -17,29 +17,30 @@ still bounds every frame).
 
 from __future__ import annotations
 
-import os
 from typing import Callable
 
 from .container import MAX_FRAME_SIZE
-from .encoder import FrameEncoder, StreamEncoder
+from .encoder import FrameWriter, StreamEncoder, code_frame
 from .session import Options, Session
 
 Progress = Callable[[int], None]
 GUARD_SLACK = 64  # bytes over the better of zstd -19 and xz -9e that an output may cost
 GUARD_MAX = 64 << 20  # inputs up to this many bytes are guarded (held in memory meanwhile)
-_NO_MODEL = os.devnull  # binary frames never load the model
 
 
-def binary_stream(data: bytes, reuse: tuple[bytes, list] | None = None) -> bytes:
+def binary_stream(data: bytes, reuse: tuple[bytes, tuple] | None = None) -> bytes:
     """A stream of binary frames only (the smallest of zstd, lzma2, stored per frame), with a
     frame size of the whole input (up to the cap): the guard's alternative.
-    ``reuse``: ``FrameEncoder.first`` of the hybrid stream, so that a one-frame input is not
+    ``reuse``: ``FrameWriter.first`` of the hybrid stream, so that a one-frame input is not
     compressed twice (the output is the same either way)."""
     opts = Options(frame_size=max(1, min(len(data), MAX_FRAME_SIZE)))
-    enc = FrameEncoder(Session(model=_NO_MODEL), opts, reuse=reuse)
-    out = [enc.encode_frame(data[a:a + opts.frame_size], text=False)
-           for a in range(0, len(data), opts.frame_size)]
-    return b"".join(out) + enc.finish()
+    w = FrameWriter(None, opts)
+    out = []
+    for a in range(0, len(data), opts.frame_size):
+        raw = data[a:a + opts.frame_size]
+        known = reuse[1] if reuse is not None and reuse[0] == raw else None
+        out.append(w.write(raw, code_frame(None, raw, False, opts, binary=known)))
+    return b"".join(out) + w.finish()
 
 
 class GuardedEncoder:
@@ -80,7 +81,7 @@ class GuardedEncoder:
         hybrid = b"".join(self._held) + out
         data, self._input, self._held = bytes(self._input), None, []
         if data:
-            alt = binary_stream(data, self._enc.enc.first)
+            alt = binary_stream(data, self._enc.writer.first)
             if len(alt) < len(hybrid):
                 self.fallback = True
                 if self._stats is not None:

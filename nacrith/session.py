@@ -34,6 +34,14 @@ class Options:
     batch: int = 256
 
     def __post_init__(self):
+        if not isinstance(self.window, Window):
+            raise TypeError(f"window must be a nacrith.Window, not {type(self.window).__name__}")
+        if not isinstance(self.ensemble, EnsembleParams):
+            raise TypeError(f"ensemble must be a nacrith.EnsembleParams, not {type(self.ensemble).__name__}")
+        for name in ("frame_size", "max_lanes", "min_lane_tokens", "batch"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise TypeError(f"{name} must be an int, not {type(v).__name__}")
         if not 1 <= self.frame_size <= MAX_FRAME_SIZE:
             raise ValueError(f"frame_size must be in [1, {MAX_FRAME_SIZE}]")
         if not 1 <= self.max_lanes <= MAX_LANES:
@@ -43,45 +51,90 @@ class Options:
 
 
 class Session:
-    """A loaded model and llama.cpp contexts, reused across calls (load once, code many).
+    """A loaded model, llama.cpp contexts and the frame executor, reused across calls (load once,
+    code many).
 
     Args:
         model: GGUF path (``None``: ``--model``/``NACRITH_MODEL``/embedded default order) or a
             loaded ``Model``.
-        threads: llama.cpp threads (default: the cores this process may use).
-        workers: worker processes, each with its own context (default: from the cores); an
-            execution choice, never recorded in the stream.
+        threads: llama.cpp threads per worker (default: the cores this process may use, shared
+            among the workers).
+        workers: frames coded at once: 1 codes them in this process; N > 1 starts N worker
+            processes (or N Ray actors with ``cluster``), each with its own model and context.
+            Default: from the cores (``default_parallelism``). An execution choice, never
+            recorded in the stream.
         gpu_layers: layers offloaded to a GPU backend (0: CPU, -1: all; default: all when the
             llama.cpp build has a GPU backend, else 0).
+        cluster: run frames on Ray: an address as ``ray.init(address=...)`` takes it (``auto``,
+            ``ray://host:10001``) or ``local`` (a Ray instance on this machine); default
+            ``$NACRITH_CLUSTER``, else none.
 
     The model is loaded on first use, so decoding streams without LLM frames needs none.
+    Raises ValueError for workers < 1 or threads < 1.
     """
 
     def __init__(self, model: str | os.PathLike | Model | None = None, *, threads: int | None = None,
-                 workers: int | None = None, gpu_layers: int | None = None):
+                 workers: int | None = None, gpu_layers: int | None = None, cluster: str | None = None):
         self._model = model if isinstance(model, Model) else None
         self._model_path = None if isinstance(model, Model) else model
-        auto_workers, auto_threads = default_parallelism()
-        self.workers = int(workers) if workers else (auto_workers if not threads else 1)
-        self.threads = int(threads) if threads else max(1, auto_threads if self.workers == auto_workers
-                                                       else default_threads() // self.workers)
-        if self.workers < 1:
+        self.cluster = cluster if cluster is not None else (os.environ.get("NACRITH_CLUSTER") or None)
+        if workers is not None and int(workers) < 1:
             raise ValueError("workers must be >= 1")
+        if threads is not None and int(threads) < 1:
+            raise ValueError("threads must be >= 1")
+        auto_workers, auto_threads = default_parallelism()
+        if self.cluster:
+            self.workers = int(workers) if workers else None  # None: from the cluster's resources
+            self.threads = int(threads) if threads else 1
+        else:
+            self.workers = int(workers) if workers else (auto_workers if not threads else 1)
+            self.threads = int(threads) if threads else max(1, auto_threads if self.workers == auto_workers
+                                                           else default_threads() // self.workers)
         self.gpu_layers = default_gpu_layers() if gpu_layers is None else int(gpu_layers)
         self._ctx: LlamaContext | None = None
         self._fingerprint: str | None = None
-        self._pool = None
+        self._executor = None
+        self._inline = None
+        self.closed = False
 
-    def pool(self):
-        """The worker processes (started on first use, each loading the model once)."""
-        if self._pool is None:
-            from .workers import WorkerPool
+    def check_open(self) -> None:
+        """Raise ValueError when the session was closed (like a closed file)."""
+        if self.closed:
+            raise ValueError("I/O operation on a closed Session")
 
-            self._pool = WorkerPool(str(self.model.path), self.workers, self.threads, self.gpu_layers)
-        return self._pool
+    def inline(self):
+        """The executor that codes frames in this process."""
+        self.check_open()
+        if self._inline is None:
+            from .workers import InlineExecutor
+
+            self._inline = InlineExecutor(self)
+        return self._inline
+
+    def executor(self):
+        """Where frames run (``nacrith.workers``): in this process with one worker and no
+        cluster, else worker processes or Ray actors (started on first use, each loading the
+        model once and checked against this process's model and backend)."""
+        self.check_open()
+        if self._executor is None:
+            if not self.cluster and self.workers == 1:
+                self._executor = self.inline()
+            else:
+                from . import workers
+
+                expect = (self.model.sha256, self.fingerprint)
+                path = str(self.model.path)
+                if self.cluster:
+                    self._executor = workers.RayExecutor(self.cluster, path, self.workers, self.threads,
+                                                         self.gpu_layers, expect)
+                else:
+                    self._executor = workers.ProcessExecutor(path, self.workers, self.threads,
+                                                             self.gpu_layers, expect)
+        return self._executor
 
     @property
     def model(self) -> Model:
+        self.check_open()
         if self._model is None:
             self._model = Model(self._model_path, n_gpu_layers=self.gpu_layers)
         return self._model
@@ -96,6 +149,7 @@ class Session:
 
     def context(self, n_seq: int, window: Window, n_batch: int) -> LlamaContext:
         """A context with at least ``n_seq`` sequences of ``window.size`` cells (cached)."""
+        self.check_open()
         c = self._ctx
         cells = (window.size + 255) // 256 * 256
         if c is None or c.n_seq < n_seq or c.n_ctx_seq != cells or c.n_batch < n_batch:
@@ -133,9 +187,11 @@ class Session:
             raise FormatError(f"{where}vocabulary parameters do not match the model")
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
+        """Stop the workers and free the model and contexts; later use raises ValueError."""
+        self.closed = True
+        if self._executor is not None:
+            self._executor.close()
+            self._executor = None
         if self._ctx is not None:
             self._ctx.close()
             self._ctx = None

@@ -72,19 +72,32 @@ class NacrithDecompressor:
 
     def __init__(self, *, model=None, session: Session | None = None):
         self._dec = FrameDecoder(get_session(model, session))
+        self._pending = b""  # output decoded but held back by max_length
 
-    def decompress(self, data) -> bytes:
-        if self._dec.eof:
+    def decompress(self, data, max_length: int = -1) -> bytes:
+        """Original bytes of the frames completed so far, at most ``max_length`` of them when
+        ``max_length >= 0`` (the rest is kept: call again, with ``b""`` if need be, while
+        ``needs_input`` is False). Raises EOFError after the end of the stream, TypeError for
+        data that is not bytes-like."""
+        data = memoryview(data).cast("B")
+        if self.eof:
             raise EOFError("already at end of stream")
-        return self._dec.feed(bytes(data))
+        out = self._pending + (self._dec.feed(data) if len(data) or not self._pending else b"")
+        if max_length is not None and max_length >= 0:
+            out, self._pending = out[:max_length], out[max_length:]
+        else:
+            self._pending = b""
+        return out
 
     @property
     def eof(self) -> bool:
-        return self._dec.eof
+        """True once the end frame was read, its checksum verified and all output returned."""
+        return self._dec.eof and not self._pending
 
     @property
     def needs_input(self) -> bool:
-        return not self._dec.eof
+        """False while output is held back by ``max_length`` or after the end of the stream."""
+        return not self._dec.eof and not self._pending
 
     @property
     def unused_data(self) -> bytes:
@@ -111,7 +124,10 @@ class NacrithFile(io.BufferedIOBase):
         if mode == "r" and options:
             raise ValueError("compression options given for reading")
         self._session = get_session(model, session)
+        self._session.check_open()
         self._mode = mode
+        if mode != "r":  # bad options raise here, before the file is created
+            self._comp = NacrithCompressor(session=self._session, **options)
         if isinstance(filename, (str, bytes, os.PathLike)):
             self._fp = io.open(filename, mode + "b")
             self._close_fp = True
@@ -127,8 +143,6 @@ class NacrithFile(io.BufferedIOBase):
             self._index: SeekIndex | None = None
             self._next_frame: int | None = None  # set after a seek: read frames via the index
             self._eof = False
-        else:
-            self._comp = NacrithCompressor(session=self._session, **options)
 
     # -- io plumbing
     def readable(self) -> bool:
@@ -186,9 +200,7 @@ class NacrithFile(io.BufferedIOBase):
         return True
 
     def read(self, size: int | None = -1) -> bytes:
-        self._check_open()
-        if self._mode != "r":
-            raise io.UnsupportedOperation("file not open for reading")
+        self._check_readable()
         if size is None or size < 0:
             out = []
             while self._fill():
@@ -205,8 +217,13 @@ class NacrithFile(io.BufferedIOBase):
             out.append(piece)
         return b"".join(out)
 
-    def read1(self, size: int = -1) -> bytes:
+    def _check_readable(self):
         self._check_open()
+        if self._mode != "r":
+            raise io.UnsupportedOperation("file not open for reading")
+
+    def read1(self, size: int = -1) -> bytes:
+        self._check_readable()
         if not self._fill():
             return b""
         n = len(self._buffer) if size is None or size < 0 else size
@@ -215,11 +232,16 @@ class NacrithFile(io.BufferedIOBase):
         return piece
 
     def peek(self, size: int = 0) -> bytes:
+        self._check_readable()
         self._fill()
         return self._buffer
 
+    def __iter__(self):
+        self._check_readable()
+        return self
+
     def readline(self, size: int | None = -1) -> bytes:
-        self._check_open()
+        self._check_readable()
         out = []
         n = 0
         while self._fill():

@@ -24,7 +24,11 @@ def text():
 
 @pytest.fixture(scope="module")
 def blob(session, text):
-    return nacrith.compress(text, session=session, **SMALL)
+    from nacrith.container import FRAME_LLM, Frame, iter_frames
+
+    out = nacrith.compress(text, session=session, **SMALL)
+    assert any(isinstance(f, Frame) and f.kind == FRAME_LLM for f in iter_frames(out))  # not a fallback
+    return out
 
 
 def test_one_shot(session, text, blob):
@@ -91,3 +95,76 @@ def test_open_file_object_and_errors(session, tmp_path):
         nacrith.open(tmp_path / "x", "rb", frame_size=10)
     with pytest.raises(TypeError):
         nacrith.open(123, "rb")
+
+
+def test_closed_session_raises_value_error(text, tmp_path):
+    with nacrith.Session() as s:
+        pass
+    for call in (lambda: nacrith.compress(text, session=s), lambda: nacrith.compress(b"", session=s),
+                 lambda: nacrith.decompress(b"x", session=s), lambda: NacrithCompressor(session=s),
+                 lambda: nacrith.open(tmp_path / "w.nc", "wb", session=s).write(text)):
+        with pytest.raises(ValueError, match="closed Session"):
+            call()
+    assert not (tmp_path / "w.nc").exists()
+
+
+@pytest.mark.parametrize("bad", [5, 10**12, [104, 105], "text", None])
+def test_only_bytes_like_data(session, bad):
+    with pytest.raises(TypeError):
+        nacrith.compress(bad, session=session)
+    with pytest.raises(TypeError):
+        NacrithCompressor(session=session).compress(bad)
+    with pytest.raises(TypeError):
+        nacrith.decompress(bad, session=session)
+    with pytest.raises(TypeError):
+        NacrithDecompressor(session=session).decompress(bad)
+
+
+def test_guard_is_the_same_for_every_entry_point(session, tmp_path):
+    """A binary input the guard rewrites as one binary frame: compress(), the compressor and
+    the file object give the same bytes."""
+    from nacrith import policy
+
+    data = corpus("canterbury/sum")[:6000]
+    stats: dict = {}
+    one = policy.compress(data, session, stats=stats)
+    assert stats.get("fallback") and nacrith.compress(data, session=session) == one
+    c = NacrithCompressor(session=session)
+    assert b"".join(c.compress(data[i:i + 999]) for i in range(0, len(data), 999)) + c.flush() == one
+    with nacrith.open(tmp_path / "g.nc", "wb", session=session) as f:
+        f.write(data)
+    assert (tmp_path / "g.nc").read_bytes() == one
+
+
+def test_file_object_semantics(session, text, tmp_path):
+    p = tmp_path / "s.nc"
+    with nacrith.open(p, "wb", session=session, **SMALL) as f:
+        for call in (f.read1, f.readline, f.peek, lambda: next(iter(f)), f.read):
+            with pytest.raises(io.UnsupportedOperation):
+                call()
+        f.write(text)
+    f = nacrith.open(p, "rb", session=session)
+    f.close()
+    with pytest.raises(ValueError):
+        f.peek()
+    with pytest.raises(ValueError):
+        nacrith.open(tmp_path / "z.nc", "wb", session=session, frame_size=0)
+    assert not (tmp_path / "z.nc").exists()
+    with pytest.raises(TypeError, match="window must be a nacrith.Window"):
+        nacrith.open(tmp_path / "z.nc", "wb", session=session, window=(1024, 4, 256))
+    assert not (tmp_path / "z.nc").exists()
+
+
+def test_decompressor_max_length_and_needs_input(session, text, blob):
+    d = NacrithDecompressor(session=session)
+    assert d.needs_input and not d.eof
+    first = d.decompress(blob, max_length=100)
+    assert first == text[:100] and not d.needs_input and not d.eof
+    rest = b""
+    while not d.eof:
+        rest += d.decompress(b"", max_length=500)
+    assert first + rest == text and not d.needs_input
+    with pytest.raises(EOFError):
+        d.decompress(b"")
+    d = NacrithDecompressor(session=session)
+    assert d.decompress(blob, max_length=-1) == text and d.eof
