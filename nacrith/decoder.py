@@ -54,6 +54,8 @@ class FrameDecoder:
         self.progress = progress
         self.parser = StreamParser()
         self._sched: Scheduler | None = None
+        self._held: Frame | None = None  # the first LLM frame, until the next item shows if it is alone
+        self._llm = None  # the executor of LLM frames, once chosen
         self._hasher = total_hasher()
         self._queued = 0  # output offset of the next frame submitted
         self.size = 0  # bytes output so far
@@ -80,17 +82,15 @@ class FrameDecoder:
         out: list[bytes] = []
         while (item := self.parser.next()) is not None:
             if isinstance(item, Frame):
-                if self._sched is None:
-                    self._sched = Scheduler(self.session.inline(), self.progress)
-                llm = item.kind == FRAME_LLM
-                if llm and self._sched.executor is self.session.inline():
-                    self._sched.use(self.session.executor())  # the first LLM frame starts the workers
-                if llm and self._sched.executor is not self.session.inline():
-                    item.payload = bytes(item.payload)  # sent to another process
-                inline = None if llm else self.session.inline()  # binary frames: decoded here
-                self._done(self._sched.submit("decode", (item, self._queued), None, item.raw_size, inline), out)
-                self._queued += item.raw_size
+                if self._held is not None:  # a second frame: the held LLM frame goes to the workers
+                    self._release(self.session.executor(), out)
+                if item.kind == FRAME_LLM and self._llm is None:
+                    self._held = item  # the first LLM frame waits: is it the only frame?
+                else:
+                    self._submit(item, out)
             elif isinstance(item, EndFrame):
+                if self._held is not None:  # one LLM frame: decoded in this process
+                    self._release(self.session.inline(), out)
                 if self._sched is not None:
                     self._done(self._sched.drain(), out)
                 if item.total_size != self.size or self._hasher.digest() != item.checksum:
@@ -98,6 +98,25 @@ class FrameDecoder:
                                         f"{item.total_size} declared)")
                 self.eof = True
         return b"".join(out)
+
+    def _release(self, executor, out: list) -> None:
+        """Decode LLM frames on ``executor`` from now on, starting with the held one."""
+        self._llm = executor
+        held, self._held = self._held, None
+        self._submit(held, out)
+
+    def _submit(self, item: Frame, out: list) -> None:
+        inline = self.session.inline()
+        if self._sched is None:
+            self._sched = Scheduler(inline, self.progress)
+        llm = item.kind == FRAME_LLM
+        if llm and self._sched.executor is not self._llm:
+            self._sched.use(self._llm)
+        if llm and self._llm is not inline:
+            item.payload = bytes(item.payload)  # sent to another process
+        self._done(self._sched.submit("decode", (item, self._queued), None, item.raw_size,
+                                      None if llm else inline), out)  # binary frames: decoded here
+        self._queued += item.raw_size
 
     def close(self) -> None:
         """Declare the input complete. Raises TruncatedError if the stream is incomplete."""

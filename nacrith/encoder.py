@@ -148,14 +148,33 @@ class StreamEncoder:
         self.options = options
         self.frame_size = options.frame_size
         self._progress = progress
-        self._sched: Scheduler | None = None  # started with the first frame
+        self._sched: Scheduler | None = None  # started with the second frame
+        self._held: tuple[bytes, bool] | None = None  # the first frame, until a second one comes
         self._buf = bytearray()
 
     def _submit(self, piece: bytes, text: bool) -> list[bytes]:
+        """Hand a frame to the scheduler; the stream bytes of the frames finished so far. A
+        one-frame input is coded in this process: the workers start with the second frame."""
         if self._sched is None:
+            if self._held is None:
+                self._held = (piece, text)
+                return []
             self._sched = Scheduler(self.session.executor(), self._progress)
+            out = self._submit(*self._held)
+            self._held = None
+            return out + self._submit(piece, text)
         return [self.writer.write(raw, coded)
                 for raw, coded in self._sched.submit("encode", (piece, text, self.options), piece, len(piece))]
+
+    def _drain(self) -> list[bytes]:
+        if self._sched is None and self._held is not None:
+            self._sched = Scheduler(self.session.inline(), self._progress)
+            out = self._submit(*self._held)
+            self._held = None
+            return out + self._drain()
+        if self._sched is None:
+            return []
+        return [self.writer.write(raw, coded) for raw, coded in self._sched.drain()]
 
     def _emit(self, final: bool) -> bytes:
         out = []
@@ -171,8 +190,8 @@ class StreamEncoder:
             if carry and len(chunk) == len(carry):  # nothing but a tail: cannot progress
                 self._buf[:len(carry)] = b""
                 out += self._submit(carry, False)
-        if final and self._sched is not None:
-            out += [self.writer.write(raw, coded) for raw, coded in self._sched.drain()]
+        if final:
+            out += self._drain()
         return b"".join(out)
 
     def feed(self, data) -> bytes:

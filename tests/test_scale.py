@@ -58,6 +58,15 @@ def test_two_local_workers_give_the_same_bytes_and_both_run(reference, text):
         assert sum(ran.values()) == 6
 
 
+def test_one_frame_is_coded_in_this_process(session, text):
+    """A frame too small to share keeps today's path: no worker is started for it."""
+    one = text[:600]
+    want = policy.compress(one, session, OPTS)
+    with Session(workers=2, threads=1) as s:
+        assert policy.compress(one, s, OPTS) == want and decoder.decompress(want, s) == one
+        assert s._executor is None and sum(s.inline().ran.values()) == 2
+
+
 def test_workers_beyond_the_frame_count(session, reference, text):
     with Session(workers=4, threads=1) as s:
         assert policy.compress(text, s, OPTS) == reference
