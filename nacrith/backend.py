@@ -38,19 +38,21 @@ def cpu_features(info: str | None = None) -> dict[str, str]:
     return out
 
 
-def fingerprint(n_gpu_layers: int = 0) -> str:
-    """The backend fingerprint string stored in stream headers.
+def fingerprint(n_gpu_layers: int | None = 0) -> str:
+    """The backend fingerprint string stored in stream headers (hashed).
 
     Contains: llama-cpp-python version, llama.cpp system info (compiled features), where layers
     run, and the fixed context settings. Thread count is not part of it (logits do not depend
     on it; ``tests/test_invariance.py``). ``$NACRITH_BACKEND_FINGERPRINT``, when set, replaces
     it: a way to see how a decoder or a worker with another backend is refused (tests).
+    ``n_gpu_layers=None``: the build alone, without the device (format version 2 records the
+    offload on its own, so that an error can name the setting).
     """
     override = os.environ.get("NACRITH_BACKEND_FINGERPRINT")
     if override:
         return override
     L = llama()
-    device = "cpu" if n_gpu_layers == 0 else "gpu:all" if n_gpu_layers < 0 else f"gpu:{n_gpu_layers}"
+    device = "cpu" if not n_gpu_layers else "gpu:all" if n_gpu_layers < 0 else f"gpu:{n_gpu_layers}"
     info = system_info()
     # "CPU : SSE3 = 1 | AVX = 1 | ..." -> "CPU SSE3 AVX ..."; other backends' lines kept as text
     parts = []
@@ -59,15 +61,21 @@ def fingerprint(n_gpu_layers: int = 0) -> str:
         on = [k for k, v in feats.items() if v not in ("0", "")]
         head = section.split(":", 1)[0].strip() if ":" in section else ""
         parts.append(f"{head} {' '.join(on)}".strip() if feats else section.strip())
-    return (f"llama-cpp-python {L.__version__}; {'; '.join(parts)}; device={device}; "
+    where = "" if n_gpu_layers is None else f"device={device}; "
+    return (f"llama-cpp-python {L.__version__}; {'; '.join(parts)}; {where}"
             f"fa={FLASH_ATTN} kv={KV_TYPE_NAME} rot={1 - int(ATTN_ROT_VALUE)}")
 
 
 def fingerprint_id(fp: str) -> bytes:
     """BLAKE2b-64 of a fingerprint string (what streams store)."""
-    import hashlib
+    from .container import backend_id
 
-    return hashlib.blake2b(fp.encode(), digest_size=8).digest()
+    return backend_id(fp)
+
+
+def supports_gpu_offload() -> bool:
+    """Whether this llama.cpp build has a GPU backend (``llama_supports_gpu_offload``)."""
+    return bool(llama().llama_supports_gpu_offload())
 
 
 def label(n_gpu_layers: int = 0) -> str:

@@ -35,8 +35,9 @@ from contextlib import contextmanager
 import click
 
 from . import __version__
-from .container import FRAME_LLM, FRAME_NAMES, VERSION, Frame, LLMParams, StreamParser, read_llm_payload
-from .decoder import FrameDecoder
+from .container import (FRAME_LLM, FRAME_NAMES, MAGIC, Frame, LLMParams, StreamParser, offload_name,
+                        read_llm_payload)
+from .decoder import ConcatDecoder, SeekIndex
 from .policy import GuardedEncoder
 from .session import Options, Session
 from .params import LLM_ONLY, MIXER_NAMES, EnsembleParams, Window
@@ -89,7 +90,7 @@ def _install_signals() -> dict:
 
 # nacrith.decoder's StreamParser names stream offsets in its errors (codec's FrameDecoder named
 # offsets in its buffer, which cli.py had to shift)
-_StreamDecoder = FrameDecoder
+_StreamDecoder = ConcatDecoder
 
 
 @contextmanager
@@ -259,7 +260,8 @@ class Job:
             {v: k for k, v in MIXER_NAMES.items()}[self.mixer], self.mix_lr, self.mix_init, self.skip_bits,
             self.shared_heads)
         return Options(window=Window(self.window, self.sink, self.slide), ensemble=ens,
-                       frame_size=self.frame_size, max_lanes=self.lanes, min_lane_tokens=self.lane_tokens)
+                       frame_size=self.frame_size, max_lanes=self.lanes, min_lane_tokens=self.lane_tokens,
+                       info=self.info)
 
     def say(self, msg: str) -> None:
         if not self.quiet:
@@ -357,7 +359,7 @@ def _decompress_one(job: Job, name: str, write: bool) -> None:
                 if not chunk:
                     break
                 n_in += len(chunk)
-                if dec.eof:  # count the rest without buffering it
+                if dec.trailing:  # not another stream: count the rest without buffering it
                     trailing += len(chunk)
                     zeros = zeros and not chunk.strip(b"\0")
                     continue
@@ -365,7 +367,7 @@ def _decompress_one(job: Job, name: str, write: bool) -> None:
                 if data:
                     dst.write(data)
                     n_out += len(data)
-                if dec.eof and dec.unused_data:
+                if dec.trailing:
                     trailing, zeros = len(dec.unused_data), not bytes(dec.unused_data).strip(b"\0")
             if n_in == 0:
                 raise NacrithError("empty input: not a nacrith stream")
@@ -395,19 +397,12 @@ def _null_output():
 
 
 def _declared_size(name: str) -> int | None:
-    """Original size from the end frame of a seekable input (for the progress bar)."""
+    """Original size from the seek table of a seekable input (for the progress bar)."""
     if name == "-" or _input_size(name) is None:  # never open a FIFO or device twice
         return None
     try:
-        from .container import END_FRAME, read_end
-
         with open(name, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            if size < END_FRAME.size:
-                return None
-            f.seek(size - END_FRAME.size)
-            return read_end(f.read(END_FRAME.size), 0)[0].total_size
+            return SeekIndex(f).end.total_size
     except (OSError, NacrithError):
         return None
 
@@ -423,35 +418,60 @@ def _list_one(job: Job, name: str) -> None:
     else:
         with open(name, "rb") as f:  # mapped, not read: listing a huge file stays small in memory
             blob = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if os.path.getsize(name) else b""
-    parser = StreamParser(blob)
-    items = list(parser)  # checks the structure (and the seek table) before printing
-    if parser.unused_data:
-        raise NacrithError(f"{len(parser.unused_data)} bytes of trailing data after the end frame")
+    click.echo(f"file:        {name}")
+    view, start, n = memoryview(blob), 0, 0
+    while True:  # concatenated streams, one after the other
+        parser = StreamParser(view[start:])
+        items = list(parser)  # checks the structure (and the seek table) before printing
+        n += 1
+        rest = len(view) - start - len(parser.unused_data)  # bytes of this stream
+        _list_stream(parser, items, start, n, rest)
+        if not parser.unused_data:
+            break
+        if bytes(parser.unused_data[:len(MAGIC)]) != MAGIC:
+            raise NacrithError(f"{len(parser.unused_data)} bytes of trailing data after the end frame")
+        start += rest
+
+
+def _list_stream(parser: StreamParser, items: list, start: int, n: int, size: int) -> None:
+    """The listing of one stream of ``size`` bytes, ``start`` bytes into the file (its ``n``-th)."""
     end = parser.end
     data_frames = [x for x in items if isinstance(x, Frame)]
     header = parser.header
-    click.echo(f"file:        {name}")
-    click.echo(f"format:      nacrith stream v{VERSION}, frame size {header.frame_size} bytes")
-    for p in items:
+    content = 0
+    if n > 1 or start:
+        click.echo(f"stream {n}:    at offset {start}")
+    click.echo(f"format:      nacrith stream v{header.version}, frame size {header.frame_size} bytes")
+    for p in [header.params] + items:  # version 2: the header's params, then any params frame
         if isinstance(p, LLMParams):
             w = p.window
-            click.echo(f"model:       {p.model_name} sha256 {p.model_id.hex()}...")
-            click.echo(f"backend:     {p.backend} (id {p.backend_id.hex()})")
+            click.echo(f"model:       {p.model_label} sha256 {p.model_id.hex()}...")
+            click.echo(f"backend:     {p.backend_label} (id {p.backend_id.hex()})")
+            if p.version >= 2:
+                click.echo(f"device:      {offload_name(p.offload)}")
             if p.writer:
                 click.echo(f"writer:      {p.writer}")
             click.echo(f"window:      {w.size} tokens (sink {w.sink}, slide {w.slide})")
-            click.echo(f"ensemble:    {p.ensemble.describe()}")
+            algo = f" (algorithm {p.algorithm})" if p.version >= 2 else ""
+            click.echo(f"ensemble:    {p.ensemble.describe()}{algo}")
     click.echo(f"original:    {end.total_size} bytes, blake2b-64 {end.checksum.hex()}")
-    bpb = 8 * len(blob) / end.total_size if end.total_size else 0.0
-    click.echo(f"compressed:  {len(blob)} bytes, {bpb:.4f} bpb, ratio {end.total_size / max(len(blob), 1):.3f}")
-    click.echo(f"frames:      {len(data_frames)}{' (with seek table)' if end.seek_offset else ''}")
+    lines = []
     for fr in data_frames:
         extra = ""
+        body = len(fr.payload)
         if fr.kind == FRAME_LLM:
-            counts, _ = read_llm_payload(fr.payload, fr.raw_size, fr.offset)
+            counts, streams = read_llm_payload(fr.payload, fr.raw_size, fr.offset, fr.version)
             extra = f", {len(counts)} lanes, {sum(counts)} tokens"
-        click.echo(f"  @{fr.offset:<10} {FRAME_NAMES[fr.kind]:6} {fr.raw_size:>10} -> {len(fr.payload):>10} "
-                   f"bytes, {8 * len(fr.payload) / fr.raw_size:.4f} bpb, checksum {fr.checksum.hex()}{extra}")
+            body = sum(len(x) for x in streams)
+        content += body
+        lines.append(f"  @{start + fr.offset:<10} {FRAME_NAMES[fr.kind]:6} {fr.raw_size:>10} -> {len(fr.payload):>10} "
+                     f"bytes, {8 * len(fr.payload) / fr.raw_size:.4f} bpb, checksum {fr.checksum.hex()}{extra}")
+    bpb = 8 * size / end.total_size if end.total_size else 0.0
+    click.echo(f"compressed:  {size} bytes, {bpb:.4f} bpb, ratio {end.total_size / max(size, 1):.3f}")
+    click.echo(f"overhead:    {size - content} bytes (headers, params, lane tables, checksums, end)")
+    click.echo(f"frames:      {len(data_frames)}{' (with seek table)' if end.seek_offset else ''}")
+    for line in lines:
+        click.echo(line)
 
 
 def _walk(top: str, mode: str):
@@ -500,6 +520,11 @@ def run(job: Job, mode: str, files: list[str]) -> None:
         try:
             opts = job.options()
         except ValueError as e:
+            _usage_error(str(e))
+    if job.gpu_layers:  # refused before any work when the build cannot offload
+        try:
+            job.session
+        except NacrithError as e:
             _usage_error(str(e))
     status = 0
     old = _install_signals()
@@ -557,7 +582,7 @@ class _Finite(click.FloatRange):
 
 
 # compression settings: recorded in the stream, listed apart by "nacrith -h"
-_SETTINGS = {"lanes", "lane_tokens", "window", "sink", "slide", "frame_size", "llm_only", "ngram_order",
+_SETTINGS = {"lanes", "lane_tokens", "window", "sink", "slide", "frame_size", "info", "llm_only", "ngram_order",
              "ngram_bits", "ngram_kappa", "bias_lr", "mixer", "mix_lr", "mix_init", "skip_bits", "shared_heads"}
 
 
@@ -606,6 +631,8 @@ def _options(f):
                      help="Tokens evicted at once when the window is full."),
         click.option("--frame-size", type=click.IntRange(1, 1 << 30), default=_O.frame_size, show_default=True,
                      help="Most input bytes per frame."),
+        click.option("--info", is_flag=True,
+                     help="Also record the model name and nacrith version in the stream (~40 bytes)."),
         click.option("--llm-only", is_flag=True, help="Turn every ensemble head off."),
         click.option("--ngram-order", type=click.IntRange(0, 8), default=_E.ngram_order, show_default=True,
                      help="Highest token n-gram order (0: n-gram head off)."),

@@ -2,7 +2,9 @@
 
 Pure: parsing needs no numpy, llama.cpp or native import. ``StreamParser`` is the one reader of
 the stream grammar ``header (params | data frame)* [seek table] end``; the decoder, ``-t``,
-``-l`` and random access (``nacrith.decoder.SeekIndex``) all use it.
+``-l`` and random access (``nacrith.decoder.SeekIndex``) all use it. Encoders write format
+version 2 (compact header with the params block and a header check, preset ids, an end frame
+of one byte for one data frame); version 1 streams are still read.
 
 All integers are little-endian. Every length is checked against the bytes that remain and
 against caps before anything is allocated.
@@ -10,15 +12,19 @@ against caps before anything is allocated.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import struct
 from dataclasses import dataclass
 
 from .errors import FormatError, TruncatedError
-from .params import EnsembleParams, Window
+from .params import ENSEMBLE_ALGORITHM, ENSEMBLE_PRESETS, WINDOW_PRESETS, EnsembleParams, Window
 
 MAGIC = b"\x89NCR\r\n\x1a\n"
-VERSION = 1
+VERSION = 2  # written
+VERSIONS = (1, 2)  # read
+CHECK_SIZE = 4  # BLAKE2b-32 header / params frame check (version 2)
+DESC_PARAMS = 0x20  # version 2 descriptor: the params block follows
 MAX_PARAMS = 1 << 16  # bytes of a parameter block
 MAX_FRAME_SIZE = 1 << 30  # original bytes per frame
 MAX_LANES = 4096
@@ -35,7 +41,8 @@ FRAME_NAMES = {FRAME_STORED: "stored", FRAME_ZSTD: "zstd", FRAME_LLM: "llm", FRA
                FRAME_LZMA: "lzma", FRAME_SEEK: "seek", FRAME_LZMA2: "lzma2"}
 DATA_FRAMES = (FRAME_STORED, FRAME_ZSTD, FRAME_LLM, FRAME_LZMA, FRAME_LZMA2)
 END_MAGIC = b"NCRE"
-END_FRAME = struct.Struct("<BQ8sQ4s")  # type 0, total size, checksum, seek table offset, magic
+END_FRAME = struct.Struct("<BQ8sQ4s")  # version 1: type 0, total size, checksum, seek table offset, magic
+END_FRAME_V2 = struct.Struct("<B8sQ4s")  # version 2 with a seek table: type 0, checksum, seek offset, magic
 MAX_SEEK_ENTRIES = 1 << 24
 
 # parameter keys; < 0x80 are critical (a decoder must understand them), >= 0x80 informational
@@ -47,11 +54,26 @@ K_ENSEMBLE = 0x05
 K_MODEL_NAME = 0x80
 K_WRITER = 0x81
 
+# version 2 presets (codec/FORMAT.md, "Params block"); frozen: new ones get new ids
+MODEL_PRESETS = {1: ("b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+                     "SmolLM2-135M-Instruct Q4_1")}
+BACKEND_PRESETS = {1: "llama-cpp-python 0.3.36; CPU SSE3 SSSE3 AVX AVX2 F16C FMA BMI2 LLAMAFILE OPENMP REPACK; "
+                      "fa=1 kv=q8_0 rot=1"}
 
 
 def frame_checksum(data: bytes) -> bytes:
     """8-byte BLAKE2b (digest_size=8, no key) of a frame's original bytes."""
     return hashlib.blake2b(data, digest_size=8).digest()
+
+
+def check(data) -> bytes:
+    """4-byte BLAKE2b (digest_size=4, no key): the version 2 header and params frame check."""
+    return hashlib.blake2b(data, digest_size=CHECK_SIZE).digest()
+
+
+def backend_id(fingerprint: str) -> bytes:
+    """BLAKE2b-64 of a backend fingerprint string (what streams store)."""
+    return hashlib.blake2b(fingerprint.encode(), digest_size=8).digest()
 
 
 def total_hasher():
@@ -90,12 +112,76 @@ def read_varint(buf, pos: int, what: str) -> tuple[int, int]:
 
 @dataclass
 class StreamHeader:
-    """The stream header: format version and the most original bytes per frame."""
+    """The stream header: the most original bytes per frame and, in version 2, the params of
+    the LLM frames that follow (None: no params block; a params frame may come later).
+
+    Version 2 stores ``frame_size`` as a power of two (the bound written is the next power of
+    two at or above it)."""
 
     frame_size: int
+    params: "LLMParams | None" = None
+    version: int = VERSION
 
     def encode(self) -> bytes:
-        return MAGIC + bytes([VERSION, 0]) + varint(self.frame_size)
+        if self.version == 1:
+            return MAGIC + bytes([1, 0]) + varint(self.frame_size)
+        log = max(0, (self.frame_size - 1).bit_length())
+        body = b""
+        if self.params is not None:
+            block = self.params.block()
+            body = varint(len(block)) + block
+        head = MAGIC + bytes([2, log | (DESC_PARAMS if self.params is not None else 0)]) + body
+        return head + check(head)
+
+
+def _ref(presets: dict, value) -> int:
+    """The preset id whose value is ``value`` (0: none)."""
+    return next((k for k, v in presets.items() if v == value), 0)
+
+
+def _ensemble_fields():
+    return dataclasses.fields(EnsembleParams)
+
+
+def encode_ensemble(e: EnsembleParams) -> bytes:
+    """EnsembleRef: a preset id, or 0 then every field in declaration order (varint for int and
+    bool fields, binary64 for float fields), prefixed by their count."""
+    ref = next((k for k, v in ENSEMBLE_PRESETS.items() if EnsembleParams(**v) == e), 0)
+    if ref:
+        return varint(ref)
+    fields = _ensemble_fields()
+    out = [varint(0), varint(len(fields))]
+    for f in fields:
+        v = getattr(e, f.name)
+        out.append(struct.pack("<d", v) if isinstance(f.default, float) else varint(int(v)))
+    return b"".join(out)
+
+
+def read_ensemble(buf, pos: int) -> tuple[EnsembleParams, int]:
+    ref, pos = read_varint(buf, pos, "ensemble preset")
+    if ref:
+        if ref not in ENSEMBLE_PRESETS:
+            raise FormatError(f"unknown ensemble preset {ref} (newer writer?)")
+        return EnsembleParams(**ENSEMBLE_PRESETS[ref]), pos
+    n, pos = read_varint(buf, pos, "ensemble field count")
+    fields = _ensemble_fields()
+    if n > len(fields):
+        raise FormatError(f"{n} ensemble fields, this nacrith knows {len(fields)} (newer writer?)")
+    vals = {}
+    for f in fields[:n]:
+        if isinstance(f.default, float):
+            _need(buf, pos, 8, "ensemble field")
+            vals[f.name] = struct.unpack_from("<d", buf, pos)[0]
+            pos += 8
+        else:
+            v, pos = read_varint(buf, pos, "ensemble field")
+            if isinstance(f.default, bool) and v > 1:
+                raise FormatError(f"ensemble field {f.name} = {v}")
+            vals[f.name] = bool(v) if isinstance(f.default, bool) else v
+    try:
+        return EnsembleParams(**vals), pos
+    except ValueError as e:
+        raise FormatError(str(e)) from None
 
 
 @dataclass
@@ -103,36 +189,66 @@ class LLMParams:
     """Everything a decoder needs for the LLM frames that follow a params frame.
 
     model_id: the first 16 bytes of the GGUF file's sha256; backend_id: BLAKE2b-64 of the
-    backend fingerprint (``nacrith.backend.fingerprint``); backend: a short label of it for
-    messages; n_vocab, bos: tokenizer facts checked against the model; window: sliding KV window
-    (tokens); ensemble: hyper-parameters of the n-gram, bias, mixer and skip
-    (``nacrith.ensemble``); model_name, writer: informational.
+    backend fingerprint (``nacrith.backend.fingerprint``: in version 2 without the device);
+    offload: layers offloaded to a GPU (0: CPU only, -1: all; None in version 1, where the
+    device is part of the fingerprint); window: sliding KV window (tokens); ensemble:
+    hyper-parameters of the n-gram, bias, mixer and skip (``nacrith.ensemble``); algorithm: the
+    ensemble arithmetic's id; model_name, writer: informational (version 2: only on request);
+    backend (a label), n_vocab, bos: version 1 only.
     """
 
     model_id: bytes
     backend_id: bytes
-    backend: str
-    n_vocab: int
-    bos: int
     window: Window
     ensemble: EnsembleParams
+    offload: int | None = 0
+    algorithm: int = ENSEMBLE_ALGORITHM
     model_name: str = ""
     writer: str = ""
+    backend: str = ""
+    n_vocab: int | None = None
+    bos: int | None = None
+    version: int = VERSION
+
+    def block(self) -> bytes:
+        """The version 2 params block (codec/FORMAT.md, "Params block")."""
+        model = next((k for k, (sha, _) in MODEL_PRESETS.items() if bytes.fromhex(sha)[:16] == self.model_id), 0)
+        backend = _ref({k: backend_id(v) for k, v in BACKEND_PRESETS.items()}, self.backend_id)
+        window = _ref(WINDOW_PRESETS, self.window)
+        out = [varint(model), b"" if model else self.model_id, varint(backend), b"" if backend else self.backend_id,
+               varint(0 if not self.offload else 1 if self.offload < 0 else self.offload + 1),
+               varint(window),
+               b"" if window else varint(self.window.size) + varint(self.window.sink) + varint(self.window.slide),
+               varint(self.algorithm), encode_ensemble(self.ensemble)]
+        for key, text, cap in ((K_MODEL_NAME, self.model_name, 48), (K_WRITER, self.writer, 64)):
+            if text:
+                v = text.encode()[:cap]
+                out.append(bytes([key]) + varint(len(v)) + v)
+        return b"".join(out)
 
     def encode(self) -> bytes:
-        """The params frame (type, block length, block)."""
-        entries = [
-            (K_MODEL_ID, self.model_id),
-            (K_BACKEND, self.backend_id + self.backend.encode()[:64]),
-            (K_VOCAB, struct.pack("<II", self.n_vocab, self.bos)),
-            (K_WINDOW, struct.pack("<III", self.window.size, self.window.sink, self.window.slide)),
-            (K_ENSEMBLE, self.ensemble.encode()),
-            (K_MODEL_NAME, self.model_name.encode()[:48]),
-        ]
-        if self.writer:
-            entries.append((K_WRITER, self.writer.encode()[:64]))
-        body = b"".join(bytes([k]) + varint(len(v)) + v for k, v in entries)
-        return bytes([FRAME_PARAMS]) + varint(len(body)) + body
+        """The params frame (version 2: type, block length, block, check)."""
+        block = self.block()
+        frame = bytes([FRAME_PARAMS]) + varint(len(block)) + block
+        return frame + check(frame)
+
+    @property
+    def model_label(self) -> str:
+        """The model's name: recorded, else the preset's, else '?'."""
+        known = {bytes.fromhex(sha)[:16]: name for sha, name in MODEL_PRESETS.values()}
+        return self.model_name or known.get(self.model_id, "?")
+
+    @property
+    def backend_label(self) -> str:
+        """The backend: its v1 label, the preset's fingerprint string, else its hash."""
+        known = {backend_id(v): v for v in BACKEND_PRESETS.values()}
+        return self.backend or known.get(self.backend_id, f"id {self.backend_id.hex()}")
+
+
+def offload_name(n: int | None) -> str:
+    """The device a stream's LLM frames ran on, as the option that selects it."""
+    return "cpu (--gpu-layers 0)" if not n else "gpu, all layers (--gpu-layers -1)" if n < 0 else \
+        f"gpu, {n} layers (--gpu-layers {n})"
 
 
 def _need(buf, pos: int, n: int, what: str) -> None:
@@ -145,9 +261,11 @@ def read_header(buf, pos: int = 0) -> tuple[StreamHeader, int]:
     """Parse the stream header at ``buf[pos:]``. Returns (header, offset after it).
 
     Raises:
-        FormatError: not a nacrith stream, unsupported version, reserved flags, bad frame size.
+        FormatError: not a nacrith stream, unsupported version, reserved flags, bad frame size,
+            header check mismatch (version 2).
         TruncatedError: the header is cut short.
     """
+    start = pos
     head = bytes(buf[pos:pos + len(MAGIC)])
     if not head:
         raise TruncatedError("empty input: not a nacrith stream")
@@ -158,24 +276,96 @@ def read_header(buf, pos: int = 0) -> tuple[StreamHeader, int]:
     pos += len(MAGIC)
     _need(buf, pos, 2, "header")
     version, flags = buf[pos], buf[pos + 1]
-    if version != VERSION:
-        raise FormatError(f"unsupported format version {version} (this nacrith reads {VERSION})")
-    if flags != 0:
+    if version not in VERSIONS:
+        raise FormatError(f"unsupported format version {version} (this nacrith reads "
+                          f"{', '.join(map(str, VERSIONS))})")
+    if version == 1:
+        if flags != 0:
+            raise FormatError(f"reserved header flags set (0x{flags:02x})")
+        frame_size, pos = read_varint(buf, pos + 2, "frame size")
+        if not 1 <= frame_size <= MAX_FRAME_SIZE:
+            raise FormatError(f"frame size {frame_size} out of range [1, {MAX_FRAME_SIZE}]")
+        return StreamHeader(frame_size, None, 1), pos
+    pos += 2
+    params = None
+    if flags & DESC_PARAMS:
+        n, pos = read_varint(buf, pos, "params block length")
+        if n > MAX_PARAMS:
+            raise FormatError(f"params block of {n} bytes exceeds {MAX_PARAMS}")
+        _need(buf, pos, n + CHECK_SIZE, "header params block")
+        _verify_check(buf, start, pos + n, "stream header")
+        params = _read_block(buf, pos, pos + n, start)
+        pos += n
+    else:
+        _need(buf, pos, CHECK_SIZE, "header check")
+        _verify_check(buf, start, pos, "stream header")
+    # flags are checked after the check: a flipped bit is reported as corruption
+    if flags & 0xC0:
         raise FormatError(f"reserved header flags set (0x{flags:02x})")
-    frame_size, pos = read_varint(buf, pos + 2, "frame size")
-    if not 1 <= frame_size <= MAX_FRAME_SIZE:
-        raise FormatError(f"frame size {frame_size} out of range [1, {MAX_FRAME_SIZE}]")
-    return StreamHeader(frame_size), pos
+    if (flags & 0x1F) > 30:
+        raise FormatError(f"frame size 2^{flags & 0x1F} out of range [1, {MAX_FRAME_SIZE}]")
+    return StreamHeader(1 << (flags & 0x1F), params, 2), pos + CHECK_SIZE
 
 
-def read_params(buf, pos: int) -> tuple[LLMParams, int]:
-    """Parse a params frame at ``buf[pos]`` (type byte included). Returns (params, next offset)."""
-    start = pos
-    hlen, pos = read_varint(buf, pos + 1, "params length")
-    if hlen > MAX_PARAMS:
-        raise FormatError(f"params frame at offset {start}: length {hlen} exceeds {MAX_PARAMS}")
-    _need(buf, pos, hlen, "params frame")
-    end = pos + hlen
+def _verify_check(buf, start: int, end: int, what: str) -> None:
+    """Raise FormatError unless the 4 bytes at ``end`` are the check of ``buf[start:end]``."""
+    if check(bytes(buf[start:end])) != bytes(buf[end:end + CHECK_SIZE]):
+        raise FormatError(f"{what} at offset {start} is corrupt (header check mismatch)")
+
+
+def _read_block(buf, pos: int, end: int, start: int) -> LLMParams:
+    """Parse the version 2 params block ``buf[pos:end]`` (``start``: offset for messages)."""
+    def ref(what):
+        nonlocal pos
+        v, pos = read_varint(buf, pos, what)
+        if pos > end:
+            raise FormatError(f"params at offset {start}: {what} overruns the block")
+        return v
+
+    def take(n, what):
+        nonlocal pos
+        if pos + n > end:
+            raise FormatError(f"params at offset {start}: {what} overruns the block")
+        pos += n
+        return bytes(buf[pos - n:pos])
+
+    model = ref("model preset")
+    if model and model not in MODEL_PRESETS:
+        raise FormatError(f"params at offset {start}: unknown model preset {model} (newer writer?)")
+    model_id = bytes.fromhex(MODEL_PRESETS[model][0])[:16] if model else take(16, "model id")
+    backend = ref("backend preset")
+    if backend and backend not in BACKEND_PRESETS:
+        raise FormatError(f"params at offset {start}: unknown backend preset {backend} (newer writer?)")
+    bid = backend_id(BACKEND_PRESETS[backend]) if backend else take(8, "backend id")
+    off = ref("offload")
+    window_ref = ref("window preset")
+    if window_ref:
+        if window_ref not in WINDOW_PRESETS:
+            raise FormatError(f"params at offset {start}: unknown window preset {window_ref}")
+        window = WINDOW_PRESETS[window_ref]
+    else:
+        size, sink, slide = ref("window size"), ref("window sink"), ref("window slide")
+        try:
+            window = Window(size, sink, slide)
+        except ValueError as e:
+            raise FormatError(f"params at offset {start}: {e}") from None
+    algorithm = ref("ensemble algorithm")
+    if algorithm != ENSEMBLE_ALGORITHM:
+        raise FormatError(f"params at offset {start}: unsupported ensemble algorithm {algorithm} "
+                          f"(this nacrith implements {ENSEMBLE_ALGORITHM})")
+    ensemble, pos = read_ensemble(buf, pos)
+    if pos > end:
+        raise FormatError(f"params at offset {start}: ensemble parameters overrun the block")
+    vals = _read_entries(buf, pos, end, start, {})
+    name = vals.get(K_MODEL_NAME, b"").decode("utf-8", "replace")
+    writer = vals.get(K_WRITER, b"").decode("utf-8", "replace")
+    return LLMParams(model_id, bid, window, ensemble, 0 if off == 0 else -1 if off == 1 else off - 1,
+                     algorithm, name, writer)
+
+
+def _read_entries(buf, pos: int, end: int, start: int, known: dict) -> dict[int, bytes]:
+    """``Key · Size · Value`` entries of ``buf[pos:end]``: unknown critical keys (< 0x80, not in
+    ``known``) and duplicates are refused, unknown informational ones kept."""
     vals: dict[int, bytes] = {}
     while pos < end:
         k = buf[pos]
@@ -184,12 +374,27 @@ def read_params(buf, pos: int) -> tuple[LLMParams, int]:
             raise FormatError(f"parameter 0x{k:02x} overruns the params frame at offset {start}")
         if k in vals:
             raise FormatError(f"duplicate parameter 0x{k:02x} at offset {start}")
-        vals[k] = bytes(buf[pos:pos + n])
-        pos += n
-    known = {K_MODEL_ID: 16, K_VOCAB: 8, K_WINDOW: 12, K_ENSEMBLE: None, K_BACKEND: None}
-    for k in vals:
         if k < 0x80 and k not in known:
             raise FormatError(f"unsupported critical parameter 0x{k:02x} (newer writer?)")
+        vals[k] = bytes(buf[pos:pos + n])
+        pos += n
+    return vals
+
+
+def read_params(buf, pos: int, version: int = VERSION) -> tuple[LLMParams, int]:
+    """Parse a params frame at ``buf[pos]`` (type byte included). Returns (params, next offset)."""
+    start = pos
+    hlen, pos = read_varint(buf, pos + 1, "params length")
+    if hlen > MAX_PARAMS:
+        raise FormatError(f"params frame at offset {start}: length {hlen} exceeds {MAX_PARAMS}")
+    if version == 2:
+        _need(buf, pos, hlen + CHECK_SIZE, "params frame")
+        _verify_check(buf, start, pos + hlen, "params frame")
+        return _read_block(buf, pos, pos + hlen, start), pos + hlen + CHECK_SIZE
+    _need(buf, pos, hlen, "params frame")
+    end = pos + hlen
+    known = {K_MODEL_ID: 16, K_VOCAB: 8, K_WINDOW: 12, K_ENSEMBLE: None, K_BACKEND: None}
+    vals = _read_entries(buf, pos, end, start, known)
     for k, size in known.items():
         if k not in vals:
             raise FormatError(f"params frame at offset {start} lacks parameter 0x{k:02x}")
@@ -209,17 +414,18 @@ def read_params(buf, pos: int) -> tuple[LLMParams, int]:
         raise FormatError(f"params frame at offset {start}: {e}") from None
     if len(vals[K_BACKEND]) < 8:
         raise FormatError("backend parameter shorter than its 8-byte hash")
-    backend_id, backend = vals[K_BACKEND][:8], vals[K_BACKEND][8:].decode("utf-8", "replace")
+    bid, backend = vals[K_BACKEND][:8], vals[K_BACKEND][8:].decode("utf-8", "replace")
     name = vals.get(K_MODEL_NAME, b"").decode("utf-8", "replace")
     writer = vals.get(K_WRITER, b"").decode("utf-8", "replace")
-    return LLMParams(vals[K_MODEL_ID], backend_id, backend, n_vocab, bos, window, ensemble, name, writer), end
+    return LLMParams(vals[K_MODEL_ID], bid, window, ensemble, None, 0, name, writer, backend, n_vocab, bos,
+                     1), end
 
 
 @dataclass
 class Frame:
     """One data frame: ``kind`` (FRAME_*), ``raw_size`` original bytes, ``payload`` (memoryview),
     ``checksum`` (8 bytes), ``offset`` (of the frame in the stream), ``params`` (the LLMParams in
-    force, or None)."""
+    force, or None), ``version`` (of the stream: the LLM payload's lane table depends on it)."""
 
     kind: int
     raw_size: int
@@ -227,12 +433,14 @@ class Frame:
     checksum: bytes
     offset: int
     params: LLMParams | None = None
+    version: int = VERSION
 
 
 @dataclass
 class EndFrame:
-    """The end frame (fixed 29 bytes, so it can be read from the end of a file): total original
-    size, BLAKE2b-64 of all original bytes, offset of the seek table (0: none)."""
+    """The end frame: total original size, BLAKE2b-64 of all original bytes, offset of the seek
+    table (0: none). Version 1: fixed 29 bytes; version 2: one byte (at most one data frame; the
+    parser fills in the size and the frame's checksum) or 21 bytes with a seek table."""
 
     total_size: int
     checksum: bytes
@@ -254,7 +462,35 @@ def write_frame(kind: int, raw: bytes, payload: bytes) -> bytes:
     return bytes([kind]) + varint(len(raw)) + varint(len(payload)) + frame_checksum(raw) + payload
 
 
-def write_end(total_size: int, total_digest: bytes, seek_offset: int = 0) -> bytes:
+def write_end(checksum: bytes | None = None, seek_offset: int = 0) -> bytes:
+    """Version 2 end frame: one byte, or with a seek table (``seek_offset``, required when there
+    are two data frames or more) the whole-stream ``checksum``, the offset and the end magic."""
+    if not seek_offset:
+        return bytes([FRAME_END])
+    return END_FRAME_V2.pack(FRAME_END, checksum, seek_offset, END_MAGIC)
+
+
+def build_stream(frames: list[tuple[int, bytes, bytes]], frame_size: int = 1 << 20,
+                 params: LLMParams | None = None) -> bytes:
+    """A version 2 stream of the given (type, original bytes, payload) data frames, with
+    ``params`` in the header (for LLM frames), a seek table when there are two frames or more,
+    and the end frame: for tests, vectors and fuzzing (the encoder is ``nacrith.encoder``)."""
+    out = [StreamHeader(frame_size, params).encode()]
+    pos, entries, h = len(out[0]), [], total_hasher()
+    for kind, raw, payload in frames:
+        entries.append(SeekEntry(len(raw), pos, 0))
+        out.append(write_frame(kind, raw, payload))
+        pos += len(out[-1])
+        h.update(raw)
+    if len(frames) > 1:
+        out += [write_seek_table(entries), write_end(h.digest(), pos)]
+    else:
+        out.append(write_end())
+    return b"".join(out)
+
+
+def write_end_v1(total_size: int, total_digest: bytes, seek_offset: int = 0) -> bytes:
+    """Version 1 end frame (fixed 29 bytes)."""
     return END_FRAME.pack(FRAME_END, total_size, total_digest, seek_offset, END_MAGIC)
 
 
@@ -288,12 +524,21 @@ def read_seek_table(buf, pos: int, limit: int) -> tuple[list[SeekEntry], int]:
     return entries, p
 
 
-def read_end(buf, pos: int) -> tuple[EndFrame, int]:
-    _need(buf, pos, END_FRAME.size, "end frame")
-    _, total, digest, seek, magic = END_FRAME.unpack_from(buf, pos)
+def read_end(buf, pos: int, version: int = 1) -> tuple[EndFrame, int]:
+    """The fixed-size end frame at ``buf[pos:]``: version 1, or version 2 with a seek table
+    (its total size is then 0: the seek table has the frame sizes)."""
+    if version == 1:
+        _need(buf, pos, END_FRAME.size, "end frame")
+        _, total, digest, seek, magic = END_FRAME.unpack_from(buf, pos)
+        size = END_FRAME.size
+    else:
+        _need(buf, pos, END_FRAME_V2.size, "end frame")
+        (_, digest, seek, magic), total, size = END_FRAME_V2.unpack_from(buf, pos), 0, END_FRAME_V2.size
+        if seek == 0:
+            raise FormatError(f"bad end frame at offset {pos}: no seek table offset")
     if magic != END_MAGIC:
         raise FormatError(f"bad end frame at offset {pos}")
-    return EndFrame(total, digest, pos, seek), pos + END_FRAME.size
+    return EndFrame(total, digest, pos, seek), pos + size
 
 
 def _at(e: Exception, base: int) -> Exception:
@@ -349,6 +594,7 @@ class StreamParser:
         self.seek: SeekTable | None = None
         self.end: EndFrame | None = None
         self.unused_data = b""
+        self._last_checksum = b""
 
     @property
     def offset(self) -> int:
@@ -393,6 +639,24 @@ class StreamParser:
             raise TruncatedError(f"truncated stream: input ends at offset {self._base + len(self._buf)}, "
                                  "before the end frame")
 
+    def _end_v2(self, buf, at: int):
+        """Version 2 end frame: one byte for at most one data frame (the whole-stream checksum
+        is then the frame's), else with the checksum and the seek table's offset."""
+        n = len(self.entries)
+        if self._check_seek and n <= 1:
+            if self.seek is not None:
+                raise FormatError(f"seek table before the end frame at offset {at} of a stream with {n} frames")
+            digest = self._last_checksum if n else total_hasher().digest()
+            return EndFrame(sum(e.raw_size for e in self.entries), digest, 0, 0), 1
+        if self._check_seek and self.seek is None:
+            raise FormatError(f"stream of {n} data frames without a seek table before offset {at}")
+        try:
+            fr, end = read_end(buf, 0, 2)
+        except (FormatError, TruncatedError) as e:
+            raise _at(e, at) from None
+        fr.total_size = sum(e.raw_size for e in self.entries)
+        return fr, end
+
     def _parse(self, buf):
         """Parse the item at ``buf[0]`` (stream offset ``self.offset``): (item, its length)."""
         at = self.offset
@@ -405,12 +669,15 @@ class StreamParser:
 
         if self.header is None:
             self.header, end = read(read_header)
+            if self.header.params is not None:
+                self.params = self.header.params  # in force from the start (ParamsOffset 0)
             return self.header, end
         if not len(buf):
             raise TruncatedError(f"truncated stream: no end frame at offset {at}")
         kind = buf[0]
+        version = self.header.version
         if kind == FRAME_PARAMS:
-            self.params, end = read(read_params)
+            self.params, end = read(read_params, version)
             self._params_at = at
             return self.params, end
         if kind == FRAME_SEEK:
@@ -421,7 +688,10 @@ class StreamParser:
                 raise FormatError(f"seek table at offset {at} does not match the stream's frames")
             self.seek = SeekTable(entries, at)
             return self.seek, end
-        fr, end = read(read_frame, self.header.frame_size)
+        if kind == FRAME_END and version == 2:
+            fr, end = self._end_v2(buf, at)
+        else:
+            fr, end = read(read_frame, self.header.frame_size)
         fr.offset += at
         if isinstance(fr, EndFrame):
             want = self.seek.offset if self.seek else 0
@@ -432,12 +702,14 @@ class StreamParser:
             return fr, len(buf)
         if self.seek is not None:
             raise FormatError(f"data frame at offset {at} after the seek table")
+        fr.version = version
         if fr.kind == FRAME_LLM:
             if self.params is None:
                 raise FormatError(f"llm frame at offset {at} without a preceding params frame")
             fr.params = self.params
         if self._fed:
             fr.payload = memoryview(bytes(fr.payload))  # detach from the buffer
+        self._last_checksum = fr.checksum
         self.entries.append(SeekEntry(fr.raw_size, at, self._params_at if fr.kind == FRAME_LLM else 0))
         return fr, end
 
@@ -478,24 +750,35 @@ def read_frame(buf, pos: int, frame_size: int):
     return Frame(kind, raw_size, memoryview(buf)[p:p + psize], checksum, pos), p + psize
 
 
-def write_llm_payload(lane_tokens: list[int], streams: list[bytes]) -> bytes:
-    head = varint(len(streams)) + b"".join(varint(n) + varint(len(s)) for n, s in zip(lane_tokens, streams))
+def write_llm_payload(lane_tokens: list[int], streams: list[bytes], version: int = VERSION) -> bytes:
+    """Lane count, lane table, lane streams. Version 2 leaves out the last lane's stream size
+    (the rest of the payload)."""
+    sizes = [varint(len(s)) for s in streams]
+    if version == 2:
+        sizes[-1] = b""
+    head = varint(len(streams)) + b"".join(varint(n) + s for n, s in zip(lane_tokens, sizes))
     return head + b"".join(streams)
 
 
-def read_llm_payload(payload: memoryview, raw_size: int, offset: int) -> tuple[list[int], list[memoryview]]:
+def read_llm_payload(payload: memoryview, raw_size: int, offset: int,
+                     version: int = VERSION) -> tuple[list[int], list[memoryview]]:
     """Split an LLM frame payload into (tokens per lane, coded stream per lane)."""
     n_lanes, pos = read_varint(payload, 0, "lane count")
     if not 1 <= n_lanes <= MAX_LANES:
         raise FormatError(f"llm frame at offset {offset}: {n_lanes} lanes")
     counts, sizes = [], []
-    for _ in range(n_lanes):
+    for i in range(n_lanes):
         n, pos = read_varint(payload, pos, "lane tokens")
-        s, pos = read_varint(payload, pos, "lane stream size")
         counts.append(n)
-        sizes.append(s)
+        if version == 1 or i < n_lanes - 1:
+            s, pos = read_varint(payload, pos, "lane stream size")
+            sizes.append(s)
     if sum(counts) > raw_size:
         raise FormatError(f"llm frame at offset {offset}: {sum(counts)} tokens for {raw_size} bytes")
+    if version == 2:
+        if pos + sum(sizes) > len(payload):
+            raise FormatError(f"llm frame at offset {offset}: lane streams overrun the payload")
+        sizes.append(len(payload) - pos - sum(sizes))
     if pos + sum(sizes) != len(payload):
         raise FormatError(f"llm frame at offset {offset}: lane streams do not fill the payload")
     streams = []

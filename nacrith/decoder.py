@@ -11,8 +11,8 @@ import io
 from typing import BinaryIO, Callable
 
 from . import binary
-from .container import (END_FRAME, FRAME_LLM, FRAME_NAMES, EndFrame, Frame, LLMParams, SeekTable, StreamHeader,
-                        StreamParser, frame_checksum, read_end, total_hasher)
+from .container import (END_FRAME, END_FRAME_V2, END_MAGIC, FRAME_LLM, FRAME_NAMES, MAGIC, EndFrame, Frame, LLMParams,
+                        SeekTable, StreamHeader, StreamParser, frame_checksum, read_end, total_hasher)
 from .errors import ChecksumError, FormatError, TruncatedError
 from .llm_frame import decode_llm_frame
 from .scheduler import Scheduler
@@ -123,40 +123,107 @@ class FrameDecoder:
         self.parser.close()
 
 
+class ConcatDecoder:
+    """Concatenated streams, as gzip, xz and zstd read them (``cat a.nc b.nc | nacrith -d``,
+    files appended to with ``nacrith.open(..., "a")``): the original bytes of each stream in
+    turn, each verified as ``FrameDecoder`` verifies one. ``feed``/``close`` as FrameDecoder.
+
+    ``eof``: the input so far ends exactly at the end of a stream. ``trailing``: bytes after the
+    end of a stream do not start another one (they are in ``unused_data``; the caller reports
+    them). ``streams``: streams completed.
+    """
+
+    def __init__(self, session: Session, progress: Progress | None = None):
+        self.session, self.progress = session, progress
+        self._dec = FrameDecoder(session, progress)
+        self._next = b""  # bytes after the last end frame, not yet known to start a stream
+        self.streams = 0
+        self.trailing = False
+
+    @property
+    def eof(self) -> bool:
+        return self._dec.eof and not self._next
+
+    @property
+    def unused_data(self) -> bytes:
+        return self._next if self._dec.eof else b""
+
+    @property
+    def size(self) -> int:
+        return self._dec.size
+
+    def feed(self, data) -> bytes:
+        out: list[bytes] = []
+        data = bytes(data)
+        while not self.trailing:
+            if not self._dec.eof:
+                out.append(self._dec.feed(data))
+                if not self._dec.eof:
+                    break
+                self.streams += 1
+                data = bytes(self._dec.unused_data)
+            self._next += data
+            data = b""
+            n = min(len(self._next), len(MAGIC))
+            if self._next[:n] != MAGIC[:n]:
+                self.trailing = True
+            elif n < len(MAGIC):
+                break  # the next stream's magic is not complete yet
+            else:
+                self._dec = FrameDecoder(self.session, self.progress)
+                data, self._next = self._next, b""
+        if self.trailing and data:
+            self._next += data
+        return b"".join(out)
+
+    def close(self) -> None:
+        """Declare the input complete. Raises TruncatedError when a stream is incomplete."""
+        if not self._dec.eof:
+            self._dec.close()
+        elif self._next and not self.trailing:
+            raise TruncatedError("truncated stream: incomplete magic number of a concatenated stream")
+
+
 def decompress(data: bytes, session: Session, progress: Progress | None = None) -> bytes:
-    """Decompress a whole nacrith stream and verify every checksum.
+    """Decompress a whole nacrith stream, or several concatenated, and verify every checksum.
 
     Raises:
         FormatError, TruncatedError: the stream is malformed (trailing data included).
         ChecksumError: a frame or the whole output does not match its checksum.
         ModelMismatchError: the stream needs another model or backend.
     """
-    d = FrameDecoder(session, progress)
+    d = ConcatDecoder(session, progress)
     out = d.feed(data)
     d.close()
-    if d.unused_data:
+    if d.trailing:
         raise FormatError(f"{len(d.unused_data)} bytes of trailing data after the end frame")
     return out
 
 
 class SeekIndex:
     """Frame index of a seekable compressed file, from its end frame and seek table; reads one
-    frame (and the params frame in force for it) through ``StreamParser``."""
+    frame (and the params frame in force for it) through ``StreamParser``. Raises FormatError
+    for a file it cannot index (no seek table, or several concatenated streams): read it from
+    the start instead."""
 
     def __init__(self, fp: BinaryIO):
         fp.seek(0, io.SEEK_END)
         size = fp.tell()
-        if size < END_FRAME.size:
-            raise TruncatedError("file too short for a nacrith stream")
         self._fp = fp
         self.header: StreamHeader | None = None
         self.header = self._item(0, StreamHeader)
-        fp.seek(size - END_FRAME.size)
-        tail = fp.read(END_FRAME.size)
+        v = self.header.version
+        end_size = END_FRAME.size if v == 1 else END_FRAME_V2.size
+        if size < end_size:
+            raise FormatError("file too short for a nacrith stream with a seek table")
+        fp.seek(size - end_size)
+        tail = fp.read(end_size)
+        if v == 2 and (tail[0] != 0 or tail[-len(END_MAGIC):] != END_MAGIC):
+            raise FormatError("no seek table (a stream of at most one data frame)")
         if tail[0] != 0:
             raise FormatError("no end frame at the end of the file (truncated?)")
-        self.end: EndFrame = read_end(tail, 0)[0]
-        end_off = size - END_FRAME.size
+        self.end: EndFrame = read_end(tail, 0, v)[0]
+        end_off = size - end_size
         if self.end.seek_offset >= end_off:
             raise FormatError("end frame: seek table offset out of range")
         self.entries = []
@@ -170,6 +237,8 @@ class SeekIndex:
         for e in self.entries:
             self.starts.append(pos)
             pos += e.raw_size
+        if v == 2:
+            self.end.total_size = pos
         if self.entries and pos != self.end.total_size:
             raise FormatError("seek table sizes do not add up to the total size")
         self._params_cache: dict = {}
@@ -198,7 +267,7 @@ class SeekIndex:
     def read_frame(self, session: Session, i: int) -> bytes:
         """Original bytes of data frame ``i``, checksum verified."""
         e = self.entries[i]
-        params = None
+        params = self.header.params  # version 2: params in the header have ParamsOffset 0
         if e.params_offset:
             if e.params_offset not in self._params_cache:
                 self._params_cache[e.params_offset] = self._item(e.params_offset, LLMParams)

@@ -63,10 +63,12 @@ def code_frame(session: Session | None, raw: bytes, text: bool, options: Options
 
 
 class FrameWriter:
-    """Lays out the stream: ``write(raw, coded)`` returns the bytes of one frame (preceded by the
-    stream header on the first call and by the params frame before the first LLM frame), the
-    smaller of ``coded``'s candidates counting the params frame it would need; ``finish()``
-    returns the seek table and end frame. ``session`` gives the params (only for LLM frames).
+    """Lays out the stream (format version 2): ``write(raw, coded)`` returns the bytes of one
+    frame, preceded on the first call by the stream header (which holds the params when that
+    frame is an LLM frame) and otherwise by a params frame before the first LLM frame; the
+    smaller of ``coded``'s candidates counting the params it would need. ``finish()`` returns
+    the seek table (two data frames or more) and end frame. ``session`` gives the params (only
+    for LLM frames).
     """
 
     def __init__(self, session: Session | None, options: Options = Options(), stats: dict | None = None):
@@ -74,10 +76,9 @@ class FrameWriter:
         self.first: tuple[bytes, tuple] | None = None  # (raw, smallest binary) of the only frame so far
         self.pos = 0  # bytes emitted so far
         self.entries: list[SeekEntry] = []
-        self.total = 0
         self.hasher = total_hasher()
-        self._params_frame: bytes | None = None
-        self._params_offset = 0  # 0 until written
+        self._params = None  # LLMParams, once an LLM candidate was seen
+        self._params_offset: int | None = None  # None until written (0: in the stream header)
         self._started = False
         self.finished = False
 
@@ -89,27 +90,33 @@ class FrameWriter:
         if self.finished:
             raise ValueError("stream already finished")
         parts: list[bytes] = []
-        if not self._started:
-            self._emit(parts, StreamHeader(self.options.frame_size).encode())
-            self._started = True
         self.hasher.update(raw)
-        self.total += len(raw)
         self.first = (raw, coded.binary) if not self.entries else None
         candidates = [coded.binary]
+        header = StreamHeader(self.options.frame_size)
         if coded.llm is not None:
-            self._params_frame = self._params_frame or self.session.params(self.options).encode()
-            extra = 0 if self._params_offset else len(self._params_frame)
+            self._params = self._params or self.session.params(self.options)
+            extra = 0
+            if self._params_offset is None:  # the params it needs: in the header, or a params frame
+                extra = (len(StreamHeader(self.options.frame_size, self._params).encode()) - len(header.encode())
+                         if not self._started else len(self._params.encode()))
             candidates.append((len(coded.llm) + extra, FRAME_LLM, coded.llm))
         _, kind, payload = _smallest(candidates)
-        if kind == FRAME_LLM and not self._params_offset:
+        llm = kind == FRAME_LLM
+        if not self._started:
+            if llm:
+                header.params, self._params_offset = self._params, 0
+            self._emit(parts, header.encode())
+            self._started = True
+        if llm and self._params_offset is None:
             self._params_offset = self.pos
-            self._emit(parts, self._params_frame)
-        self.entries.append(SeekEntry(len(raw), self.pos, self._params_offset if kind == FRAME_LLM else 0))
+            self._emit(parts, self._params.encode())
+        self.entries.append(SeekEntry(len(raw), self.pos, self._params_offset if llm else 0))
         self._emit(parts, write_frame(kind, raw, payload))
         if self.stats is not None:
             frames = self.stats.setdefault("frames", {})
             frames[FRAME_NAMES[kind]] = frames.get(FRAME_NAMES[kind], 0) + 1
-            if kind == FRAME_LLM:
+            if llm:
                 for k, v in coded.stats.items():
                     self.stats[k] = self.stats.get(k, 0) + v
         return b"".join(parts)
@@ -123,11 +130,12 @@ class FrameWriter:
         parts: list[bytes] = []
         if not self._started:
             self._emit(parts, StreamHeader(self.options.frame_size).encode())
-        seek = 0
         if len(self.entries) > 1:
             seek = self.pos
             self._emit(parts, write_seek_table(self.entries))
-        self._emit(parts, write_end(self.total, self.hasher.digest(), seek))
+            self._emit(parts, write_end(self.hasher.digest(), seek))
+        else:
+            self._emit(parts, write_end())
         return b"".join(parts)
 
 

@@ -41,7 +41,8 @@ def encode_lanes(ctx: LlamaContext, lanes: Sequence[np.ndarray], bos: int, windo
         ctx: a context with ``n_seq >= len(lanes)``, emptied here first.
         lanes: int32 token arrays, lane ``l`` uses sequence id ``l``.
         bos: the token fed at step 0.
-        window: sliding window (``window.size <= ctx.n_ctx_seq``).
+        window: sliding window (``min(window.size, longest lane) <= ctx.n_ctx_seq``: no position
+            reaches past either).
         consume: called as ``consume(lane, t0, logits)`` with float32 logits of shape
             (k, n_vocab) predicting ``lanes[lane][t0:t0+k]``, in increasing ``t0`` per lane.
             The array is only valid during the call.
@@ -127,7 +128,7 @@ def decode_lanes(ctx: LlamaContext, lengths: Sequence[int], bos: int, window: Wi
     Returns:
         one int32 array per lane with its tokens.
     """
-    if len(lengths) > ctx.n_seq or window.size > ctx.n_ctx_seq:
+    if len(lengths) > ctx.n_seq or min(window.size, max(lengths, default=0)) > ctx.n_ctx_seq:
         raise ValueError("context too small for these lanes / window")
     if len(lengths) > ctx.n_batch:
         raise ValueError("more lanes than the batch size")
@@ -164,7 +165,7 @@ def decode_lanes(ctx: LlamaContext, lengths: Sequence[int], bos: int, window: Wi
 def _start(ctx: LlamaContext, lanes: Sequence[np.ndarray], bos: int, window: Window):
     """Check the context, empty it; returns (lane lengths, steps, each lane's input tokens:
     ``bos`` then the lane's tokens shifted by one)."""
-    if len(lanes) > ctx.n_seq or window.size > ctx.n_ctx_seq:
+    if len(lanes) > ctx.n_seq or min(window.size, max(map(len, lanes), default=0)) > ctx.n_ctx_seq:
         raise ValueError("context too small for these lanes / window")
     ctx.clear()
     lens = [len(x) for x in lanes]

@@ -44,7 +44,7 @@ def encode_group(session: Session, lanes: list[np.ndarray], window: Window, ense
     ``escapes[l]`` maps a token index of lane l to raw bytes coded just before that token.
     ``stats`` (optional dict) accumulates ``tokens`` and ``skipped`` (coded without the LLM)."""
     m = session.model
-    ctx = session.context(len(lanes), window, batch)
+    ctx = session.context(len(lanes), window, batch, max(len(x) for x in lanes))
     encoders = [Encoder() for _ in lanes]
     models = lane_models(ensemble, m.n_vocab, len(lanes))
     lens = m.token_lens
@@ -95,7 +95,7 @@ def decode_group(session: Session, streams: list[bytes], counts: list[int], wind
     Raises ChecksumError as soon as the lanes decode to more than ``max_bytes`` bytes.
     """
     m = session.model
-    ctx = session.context(len(counts), window, max(len(counts), 1))
+    ctx = session.context(len(counts), window, max(len(counts), 1), max(counts, default=0))
     decoders = [Decoder(s) for s in streams]
     models = lane_models(ensemble, m.n_vocab, len(streams))
     escapes: list[dict] = [{} for _ in streams]
@@ -159,7 +159,7 @@ def decode_llm_frame(session: Session, fr: Frame, progress: Progress | None = No
 
     Raises FormatError, ChecksumError, ModelMismatchError."""
     params, raw_size, offset = fr.params, fr.raw_size, fr.offset
-    counts, streams = read_llm_payload(fr.payload, raw_size, offset)
+    counts, streams = read_llm_payload(fr.payload, raw_size, offset, fr.version)
     session.check(params, f"frame at offset {offset}: ")
     lanes = decode_group(session, [bytes(s) for s in streams], counts, params.window, params.ensemble,
                          raw_size, f"frame at offset {offset}: ", progress)

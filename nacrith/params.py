@@ -111,3 +111,17 @@ class EnsembleParams:
 
 
 LLM_ONLY = EnsembleParams(ngram_order=0, bias_lr=0.0, mixer=MIXER_LINEAR, skip_bits=0.0)
+
+# Format v2 (codec/FORMAT.md, "Params block"): the ensemble arithmetic is named by an algorithm
+# id (bump it, keeping the old one decodable, whenever the arithmetic changes), and common
+# settings by preset ids. Presets are frozen: never edit one, append a new id. A field that a
+# preset does not name takes its dataclass default, so a field added later must default to
+# what the preset's algorithm did without it.
+ENSEMBLE_ALGORITHM = 1
+WINDOW_PRESETS = {1: Window(1024, 4, 256), 2: Window(2048, 4, 512)}
+ENSEMBLE_PRESETS = {
+    1: dict(ngram_order=4, ngram_bits=16, ngram_kappa=5.0, bias_lr=0.08, mixer=MIXER_GEOMETRIC,
+            mix_lr=0.002, mix_init=0.85, skip_bits=0.0, shared_heads=True),
+    2: dict(ngram_order=0, ngram_bits=16, ngram_kappa=5.0, bias_lr=0.0, mixer=MIXER_LINEAR,
+            mix_lr=0.002, mix_init=0.85, skip_bits=0.0, shared_heads=True),  # LLM_ONLY
+}

@@ -8,8 +8,8 @@ import os
 from dataclasses import dataclass, field
 
 from . import __version__
-from .container import MAX_FRAME_SIZE, MAX_LANES, LLMParams
-from .errors import FormatError, ModelMismatchError
+from .container import MAX_FRAME_SIZE, MAX_LANES, LLMParams, offload_name
+from .errors import BackendError, FormatError, ModelMismatchError
 from .model import LlamaContext, Model, default_gpu_layers, default_parallelism, default_threads
 from .params import EnsembleParams, Window
 
@@ -24,6 +24,8 @@ class Options:
     max_lanes: most lanes per frame; min_lane_tokens: a frame gets
     ``clamp(tokens // min_lane_tokens, 1, max_lanes)`` lanes. batch: tokens per llama_decode
     call when encoding (execution only; the logits do not depend on it).
+    info: also record the model's name and the writer's version in the stream (informational,
+    about 40 bytes; ``nacrith -l`` otherwise names a preset model from its id).
     """
 
     window: Window = field(default_factory=lambda: Window(1024, 4, 256))
@@ -32,6 +34,7 @@ class Options:
     max_lanes: int = 8
     min_lane_tokens: int = 2048
     batch: int = 256
+    info: bool = False
 
     def __post_init__(self):
         if not isinstance(self.window, Window):
@@ -90,6 +93,12 @@ class Session:
             self.workers = int(workers) if workers else (auto_workers if not threads else 1)
             self.threads = int(threads) if threads else max(1, auto_threads if self.workers == auto_workers
                                                            else default_threads() // self.workers)
+        if gpu_layers:
+            from .backend import supports_gpu_offload
+
+            if not supports_gpu_offload():
+                raise BackendError(f"--gpu-layers {int(gpu_layers)}: this llama.cpp build has no GPU backend "
+                                   "(llama_supports_gpu_offload is false); use --gpu-layers 0 or a GPU build")
         self.gpu_layers = default_gpu_layers() if gpu_layers is None else int(gpu_layers)
         self._ctx: LlamaContext | None = None
         self._fingerprint: str | None = None
@@ -147,44 +156,60 @@ class Session:
             self._fingerprint = fingerprint(self.model.n_gpu_layers)
         return self._fingerprint
 
-    def context(self, n_seq: int, window: Window, n_batch: int) -> LlamaContext:
-        """A context with at least ``n_seq`` sequences of ``window.size`` cells (cached)."""
+    def context(self, n_seq: int, window: Window, n_batch: int, tokens: int | None = None) -> LlamaContext:
+        """A context with at least ``n_seq`` sequences of enough KV cells (cached): the frame's
+        longest lane (``tokens``: no position reaches it) capped by ``window.size``, so a tiny
+        frame with a huge window field allocates little. Cells are rounded up to 256."""
         self.check_open()
         c = self._ctx
-        cells = (window.size + 255) // 256 * 256
+        need = window.size if tokens is None else max(1, min(window.size, tokens))
+        cells = (need + 255) // 256 * 256
         if c is None or c.n_seq < n_seq or c.n_ctx_seq != cells or c.n_batch < n_batch:
             if c is not None:
                 c.close()
             self._ctx = None
-            c = self._ctx = LlamaContext(self.model, n_seq=n_seq, n_ctx_seq=window.size,
+            c = self._ctx = LlamaContext(self.model, n_seq=n_seq, n_ctx_seq=cells,
                                          n_batch=n_batch, n_threads=self.threads)
         return c
 
     def params(self, options: Options) -> LLMParams:
-        from .backend import fingerprint_id, label
+        """The params of LLM frames coded by this session with ``options`` (format version 2)."""
+        from .backend import fingerprint, fingerprint_id
 
         m = self.model
-        return LLMParams(bytes.fromhex(m.sha256)[:16], fingerprint_id(self.fingerprint),
-                         label(m.n_gpu_layers), m.n_vocab, m.bos, options.window, options.ensemble,
-                         m.name, f"nacrith {__version__}")
+        return LLMParams(bytes.fromhex(m.sha256)[:16], fingerprint_id(fingerprint(None)), options.window,
+                         options.ensemble, m.n_gpu_layers, model_name=m.name if options.info else "",
+                         writer=f"nacrith {__version__}" if options.info else "")
 
     def check(self, params: LLMParams, where: str = "") -> None:
-        """Raise ``ModelMismatchError`` unless this session can decode ``params``' LLM frames."""
-        from .backend import fingerprint_id
+        """Raise ``ModelMismatchError`` unless this session can decode ``params``' LLM frames,
+        naming the model, build or ``--gpu-layers`` setting the stream needs."""
+        from .backend import fingerprint, fingerprint_id
 
         m = self.model
         if params.model_id != bytes.fromhex(m.sha256)[:16]:
             raise ModelMismatchError(
-                f"{where}stream was made with model {params.model_name or '?'} "
+                f"{where}stream was made with model {params.model_label} "
                 f"(sha256 {params.model_id.hex()}...), but the loaded model is {m.name} "
                 f"(sha256 {m.sha256[:32]}..., {m.path}); pass --model")
-        if params.backend_id != fingerprint_id(self.fingerprint):
+        if params.version == 1:
+            if params.backend_id != fingerprint_id(self.fingerprint):
+                raise ModelMismatchError(
+                    f"{where}stream was made on backend [{params.backend}, id {params.backend_id.hex()}] "
+                    f"but this one is [{self.fingerprint}, id {fingerprint_id(self.fingerprint).hex()}]; "
+                    "decode it with the same llama.cpp build and device")
+            if params.n_vocab != m.n_vocab or params.bos != m.bos:
+                raise FormatError(f"{where}vocabulary parameters do not match the model")
+            return
+        build = fingerprint(None)
+        if params.backend_id != fingerprint_id(build):
             raise ModelMismatchError(
-                f"{where}stream was made on backend [{params.backend}, id {params.backend_id.hex()}] "
-                f"but this one is [{self.fingerprint}, id {fingerprint_id(self.fingerprint).hex()}]; "
-                "decode it with the same llama.cpp build and device")
-        if params.n_vocab != m.n_vocab or params.bos != m.bos:
-            raise FormatError(f"{where}vocabulary parameters do not match the model")
+                f"{where}stream was made with the llama.cpp build [{params.backend_label}], but this one "
+                f"is [{build}, id {fingerprint_id(build).hex()}]; decode it with that build (install.sh pins it)")
+        if (params.offload or 0) != (m.n_gpu_layers or 0):
+            raise ModelMismatchError(
+                f"{where}stream was made on {offload_name(params.offload)}, this session runs on "
+                f"{offload_name(m.n_gpu_layers)}; decode with --gpu-layers {params.offload}")
 
     def close(self) -> None:
         """Stop the workers and free the model and contexts; later use raises ValueError."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import os
 
-from .decoder import FrameDecoder, SeekIndex
+from .decoder import ConcatDecoder, FrameDecoder, SeekIndex
 from .errors import FormatError
 from .policy import GuardedEncoder
 from .session import Options, Session
@@ -109,12 +109,13 @@ class NacrithFile(io.BufferedIOBase):
 
     Args:
         filename: path (str/bytes/PathLike) or a binary file object.
-        mode: "r"/"rb" (read), "w"/"wb" or "x"/"xb" (write), "a"/"ab" (append a new stream).
+        mode: "r"/"rb" (read), "w"/"wb" or "x"/"xb" (write), "a"/"ab" (append a new stream;
+            reading returns the concatenation of the file's streams).
         model, session, **options: as ``NacrithCompressor`` (options only when writing).
 
     Reading: ``read``, ``read1``, ``readline``, iteration, ``seek``/``tell`` in uncompressed
-    offsets. A seek on a seekable file with a seek table decodes only the target frame;
-    otherwise it decodes from the start (slow, as ``lzma``).
+    offsets. A seek on a seekable file of one stream with a seek table decodes only the target
+    frame; otherwise (one frame, several streams) it decodes from the start (slow, as ``lzma``).
     """
 
     def __init__(self, filename, mode: str = "r", *, model=None, session: Session | None = None, **options):
@@ -138,7 +139,7 @@ class NacrithFile(io.BufferedIOBase):
             raise TypeError("filename must be a str, bytes, PathLike or file object")
         self._pos = 0  # uncompressed position
         if mode == "r":
-            self._dec = FrameDecoder(self._session)
+            self._dec = ConcatDecoder(self._session)
             self._buffer = b""
             self._index: SeekIndex | None = None
             self._next_frame: int | None = None  # set after a seek: read frames via the index
@@ -193,10 +194,8 @@ class NacrithFile(io.BufferedIOBase):
                 self._eof = True
                 return False
             self._buffer = self._dec.feed(chunk)
-            if self._dec.eof:
-                if self._dec.unused_data:
-                    raise FormatError("trailing data after the end of the stream")
-                self._eof = True
+            if self._dec.trailing:
+                raise FormatError(f"{len(self._dec.unused_data)} bytes of trailing data after the end frame")
         return True
 
     def read(self, size: int | None = -1) -> bytes:
@@ -269,8 +268,8 @@ class NacrithFile(io.BufferedIOBase):
             offset = self._pos + offset
         elif whence == io.SEEK_END:
             if self._index is None and self._fp.seekable():
-                self._index = SeekIndex(self._fp)
-            if self._index is None:
+                self._index = self._make_index()
+            if not self._index:
                 while self.read(1 << 20):
                     pass
                 offset = self._pos + offset
@@ -279,9 +278,9 @@ class NacrithFile(io.BufferedIOBase):
         elif whence != io.SEEK_SET:
             raise ValueError(f"invalid whence: {whence}")
         offset = max(0, offset)
-        if self._fp.seekable():
-            if self._index is None:
-                self._index = SeekIndex(self._fp)
+        if self._fp.seekable() and self._index is None:
+            self._index = self._make_index()
+        if self._index:
             idx = self._index
             if offset >= idx.end.total_size:
                 self._buffer, self._pos, self._eof = b"", idx.end.total_size, True
@@ -294,14 +293,25 @@ class NacrithFile(io.BufferedIOBase):
                 self._eof = False
                 self._pos = offset
                 return offset
-            # single frame, no seek table: decode from the start
+        if offset < self._pos:  # no index (one frame, several streams): decode from the start
+            if not self._fp.seekable():
+                raise io.UnsupportedOperation("backward seek on an unseekable file")
             self._fp.seek(0)
-            self._dec, self._buffer, self._pos, self._eof = FrameDecoder(self._session), b"", 0, False
+            self._dec, self._buffer, self._pos, self._eof = ConcatDecoder(self._session), b"", 0, False
             self._next_frame = None
-        elif offset < self._pos:
-            raise io.UnsupportedOperation("backward seek on an unseekable file")
         self.read(offset - self._pos)
         return self._pos
+
+    def _make_index(self):
+        """The file's ``SeekIndex``, or False when it has none (one frame, several streams: a
+        real defect is then found by reading it from the start)."""
+        pos = self._fp.tell()
+        try:
+            return SeekIndex(self._fp)
+        except FormatError:
+            return False
+        finally:
+            self._fp.seek(pos)
 
     # -- writing
     def write(self, data) -> int:

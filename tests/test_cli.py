@@ -102,21 +102,22 @@ def test_corrupt_and_truncated_files(runner, session, tmp_path, text):
         assert runner.invoke(cli.main, ["test", str(f)]).exit_code == 1
 
 
-def test_wrong_model_and_backend_are_refused(runner, session, tmp_path, text):
-    from nacrith.backend import fingerprint_id
-
+def test_wrong_model_and_backend_are_refused(runner, session, tmp_path, text, monkeypatch):
+    """Another model or another llama.cpp build is named as such; a corrupted params byte is
+    reported as corruption (format version 2: the params are under the header check)."""
     blob = compress(text, session)
-    sha = bytes.fromhex(session.model.sha256)[:16]
-    fid = fingerprint_id(session.fingerprint)
-    assert blob.count(sha) == 1 and blob.count(fid) == 1
-    for name, bad, msg in [
-        ("model.nc", blob.replace(sha, bytes(16), 1), "model"),
-        ("backend.nc", blob.replace(fid, bytes(8), 1), "backend"),
+    flipped = blob[:12] + bytes([blob[12] ^ 0x01]) + blob[13:]  # the backend preset byte
+    for name, bad, env, msg in [
+        ("corrupt.nc", flipped, None, "corrupt"),
+        ("backend.nc", blob, "another build", "llama.cpp build"),
     ]:
         f = tmp_path / name
         f.write_bytes(bad)
+        if env:
+            monkeypatch.setenv("NACRITH_BACKEND_FINGERPRINT", env)
         r = runner.invoke(cli.main, ["decompress", str(f)])
         assert r.exit_code == 1 and msg in r.stderr, r.stderr
+        assert "another build" not in r.stderr or env
         assert not (tmp_path / name[:-3]).exists()
 
 

@@ -62,7 +62,7 @@ def test_llm_frame_declaring_many_tokens_fails_fast(session):
     frame = bytes([FRAME_LLM]) + varint(len(raw)) + varint(len(lanes)) + frame_checksum(raw) + lanes
     h = total_hasher()
     h.update(raw)
-    bomb = head + frame + write_end(len(raw), h.digest())
+    bomb = head + frame + write_end()
     t0 = time.time()
     with pytest.raises(NacrithError):
         decompress(bomb, session)
@@ -117,7 +117,6 @@ def test_zstd_payload_declaring_a_huge_content_size_is_rejected(session):
                   + bytes([0x03, 0x02, 0x00]) + b"a")  # 8-byte size field; last block, RLE x 64
     h = total_hasher()
     h.update(raw)
-    blob = (StreamHeader(1 << 20).encode() + write_frame(FRAME_ZSTD, raw, zstd_frame)
-            + write_end(len(raw), h.digest()))
+    blob = StreamHeader(1 << 20).encode() + write_frame(FRAME_ZSTD, raw, zstd_frame) + write_end()
     with pytest.raises(FormatError, match="declares"):
         decompress(blob, session)

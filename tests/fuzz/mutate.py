@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import random
 
-from nacrith.container import (FRAME_LLM, MAGIC, StreamHeader, total_hasher, write_end,
-                               write_frame)
+from nacrith.container import FRAME_LLM, MAGIC, build_stream
 
 
 def llm_stream(data: bytes, session, options) -> bytes:
@@ -18,10 +17,7 @@ def llm_stream(data: bytes, session, options) -> bytes:
     payload = encode_llm_frame(session, data, options)
     if payload is None:
         raise ValueError("input does not take the LLM path")
-    h = total_hasher()
-    h.update(data)
-    return (StreamHeader(options.frame_size).encode() + session.params(options).encode()
-            + write_frame(FRAME_LLM, data, payload) + write_end(len(data), h.digest()))
+    return build_stream([(FRAME_LLM, data, payload)], options.frame_size, session.params(options))
 
 
 def mutate(blob: bytes, rng: random.Random, other: bytes | None = None) -> tuple[str, bytes]:
