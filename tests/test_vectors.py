@@ -17,6 +17,21 @@ INVALID = sorted((VEC / "invalid").glob("*.nc"))
 
 def test_vectors_present():
     assert len(VALID) >= 6 and len(INVALID) >= 10
+    assert any(p.name.startswith("v2-") for p in VALID) and any(p.name.startswith("v2-") for p in INVALID)
+
+
+def test_every_vector_does_what_its_name_says(session):
+    """``codec/make_vectors.py --check``: each invalid vector is rejected with the error its name
+    says (total-checksum: the whole-stream checksum, not the end magic), each valid one has the
+    structure it is named for (several frames with a seek table, lanes, linear mixer, presets)."""
+    import sys
+
+    sys.path.insert(0, str(VEC.parent))
+    try:
+        import make_vectors
+    finally:
+        sys.path.remove(str(VEC.parent))
+    assert make_vectors.check_vectors(session) == []
 
 
 @pytest.mark.parametrize("path", VALID, ids=lambda p: p.name)
