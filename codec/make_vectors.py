@@ -93,7 +93,8 @@ INVALID = {
     "truncated-payload": "truncated", "truncated-end": "truncated", "bad-version": "unsupported format version",
     "reserved-flags": "reserved header flags", "trailing-data": "trailing data", "unknown-frame-type":
     "unknown frame type", "lzma2-unknown-filter": "filter", "lzma2-dict-prop": "dictionary",
-    "lzma2-after-end": "does not end where", "lzma2-truncated": "truncated|end", "lzma2-wrong-filter": "checksum|corrupt",
+    "lzma2-after-end": "does not end where", "lzma2-truncated": "truncated|end",
+    "lzma2-wrong-filter": "checksum|corrupt",
     "frame-exceeds-frame-size": "declares", "llm-without-params": "without a preceding params",
     "stored-size-mismatch": "stored frame", "frame-checksum": "frame at offset .*checksum mismatch",
     "total-checksum": "whole-stream checksum", "end-magic": "bad end frame",
