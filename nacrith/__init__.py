@@ -51,7 +51,8 @@ def compress(data, *, model=None, session=None, **options) -> bytes:
         model: GGUF path (default: ``NACRITH_MODEL`` or the embedded SmolLM2-135M).
         session: a ``Session`` to reuse (wins over ``model``).
         **options: fields of ``Options``: window (``Window``), ensemble (``EnsembleParams``),
-            frame_size (bytes), max_lanes, min_lane_tokens (tokens), batch (tokens).
+            frame_size (bytes), max_lanes, min_lane_tokens (tokens), batch (tokens), info (record
+            the model name and writer).
 
     Returns:
         the compressed stream (bytes); the same bytes as ``NacrithCompressor`` gives.
