@@ -3,6 +3,7 @@ executor, and the peak RSS of a streaming pipeline against the frame count (issu
 
     python bench/scale.py executors [--bytes 32768 --frame-size 8192]  # 1x2, 2x1, cluster local
     python bench/scale.py stream [--frame-size 16384]                  # cat | nacrith -c | nacrith -dc
+    python bench/scale.py frames [--bytes 65536 --sizes 8192,...]     # bpb against the frame size
 
 Each executor configuration runs in a fresh process (so its RSS is its own); every row is a
 verified round trip, and the outputs of all configurations must be byte-identical. Rows are
@@ -141,10 +142,37 @@ def stream(path, frame_size, frames):
     write_table()
 
 
+@main.command()
+@click.option("--input", "path", default=str(find_corpora() / "enwik" / "enwik6"), show_default=True)
+@click.option("--bytes", "nbytes", default=65536, show_default=True)
+@click.option("--sizes", default="8192,16384,32768,65536", show_default=True)
+def frames(path, nbytes, sizes):
+    """bpb of one input against the frame size (every frame restarts the context and the heads);
+    one process, one thread, each stream decoded and compared."""
+    from nacrith.decoder import decompress
+    from nacrith.policy import compress
+    from nacrith.session import Options, Session
+
+    data = Path(path).read_bytes()[:nbytes]
+    s = Session(workers=1, threads=1)
+    for fs in (int(x) for x in sizes.split(",")):
+        st: dict = {}
+        t = time.perf_counter()
+        blob = compress(data, s, Options(frame_size=fs), stats=st)
+        tc = time.perf_counter() - t
+        if decompress(blob, s) != data:
+            raise SystemExit(f"frame size {fs}: ROUND TRIP FAILED")
+        append_row(OUT, dict(suite="frames", input=f"{Path(path).name}[:{nbytes}]", frame_size=fs,
+                             frames=-(-len(data) // fs), size=len(blob), bpb=round(8 * len(blob) / len(data), 4),
+                             tokens=st.get("tokens"), compress_s=round(tc, 1), verified=True,
+                             date=time.strftime("%Y-%m-%d")))
+    write_table()
+
+
 def write_table() -> None:
     rows = read_rows(OUT) if OUT.exists() else []
     lines = ["# Scale-out benchmark (`bench/scale.py`)", "",
-             "Every row a verified round trip; executor rows of one input give identical bytes.", "",
+             "Executor and stream rows are verified round trips and executor rows of one input give identical bytes.", "",
              "## Executors", "",
              "| date | input | frames | config | compress s | decompress s | bpb | peak RSS MiB: driver / workers |",
              "|---|---|---|---|---|---|---|---|"]
@@ -160,6 +188,13 @@ def write_table() -> None:
         if r["suite"] == "stream":
             lines.append(f"| {r['date']} | {r['input']} | {r['frames']} x {r['frame_size']} | {r['seconds']} | "
                          f"{r['peak_rss_mib']['compress']} | {r['peak_rss_mib']['decompress']} |")
+    lines += ["", "## bpb against the frame size (each frame restarts the context and the heads)", "",
+              "| date | input | frame size | frames | bytes out | bpb | compress s (1 thread) | decoded and compared |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["suite"] == "frames":
+            lines.append(f"| {r['date']} | {r['input']} | {r['frame_size']} | {r['frames']} | {r['size']} | "
+                         f"{r['bpb']} | {r['compress_s']} | {'yes' if r.get('verified') else 'no'} |")
     (OUT.parent / "scale.md").write_text("\n".join(lines) + "\n")
 
 
