@@ -1,6 +1,8 @@
 """Ablation of the ensemble heads (issue: ensemble).
 
     .venv/bin/python bench/ensemble.py [--enwik-bytes 200000] [--configs a,b,...]
+    .venv/bin/python bench/ensemble.py --files alice29 --bytes 50000 --lanes 2048:8,8192:8 --windows 1024,2048
+    .venv/bin/python bench/ensemble.py --files html_x_4 --llm-path   # the LLM frame even where xz wins
 
 On alice29.txt and the first 200,000 bytes of enwik6, same model and lanes: LLM only; + n-gram;
 + bias head; + mixer variants; + skip. Every row is compressed, decompressed and checked for
@@ -24,11 +26,11 @@ from bench.common import append_row, find_corpora, read_rows  # noqa: E402
 from nacrith.session import Options, Session  # noqa: E402
 from nacrith.policy import compress  # noqa: E402
 from nacrith.decoder import decompress  # noqa: E402
-from nacrith.params import LLM_ONLY, MIXER_LINEAR, EnsembleParams  # noqa: E402
+from nacrith.params import DEFAULT_ENSEMBLE, LLM_ONLY, MIXER_LINEAR, EnsembleParams, Window  # noqa: E402
 
 CORPORA = find_corpora()
 OUT = ROOT / "bench" / "results" / "ensemble.jsonl"
-D = EnsembleParams()
+D = DEFAULT_ENSEMBLE
 CONFIGS = {
     "llm-only": LLM_ONLY,
     "+ngram (linear mixer)": EnsembleParams(bias_lr=0.0, mixer=MIXER_LINEAR, mix_lr=0.5, skip_bits=0.0,
@@ -39,11 +41,15 @@ CONFIGS = {
     "+ngram +bias geometric mixer": EnsembleParams(skip_bits=0.0, shared_heads=False),
     "+skip 0.5 bit": EnsembleParams(skip_bits=0.5, shared_heads=False),
     "+skip 0.5 bit (default)": EnsembleParams(skip_bits=0.5, shared_heads=False),  # first runs' name
-    "+shared heads (default)": D,
+    "+shared heads (default)": EnsembleParams(),  # the name of the default before the match model
+    "+shared heads": EnsembleParams(),
     "+skip 1.5 bits": EnsembleParams(skip_bits=1.5),
+    "+match model (default)": D,
+    "+match model, lr 0.02": EnsembleParams(**dict(vars(D), match_lr=0.02)),
+    "llm-only +match model": EnsembleParams(**dict(vars(LLM_ONLY), match_min=4, match_lr=0.05)),
 }
 DEFAULT_CONFIGS = ["llm-only", "+ngram (linear mixer)", "+bias", "+ngram +bias linear (Hedge) mixer",
-                   "+ngram +bias geometric mixer", "+skip 0.5 bit", "+shared heads (default)"]
+                   "+ngram +bias geometric mixer", "+skip 0.5 bit", "+shared heads", "+match model (default)"]
 
 
 @click.command()
@@ -51,56 +57,115 @@ DEFAULT_CONFIGS = ["llm-only", "+ngram (linear mixer)", "+bias", "+ngram +bias l
 @click.option("--configs", default=",".join(DEFAULT_CONFIGS), show_default=True,
               help="Comma-separated names from CONFIGS.")
 @click.option("--files", default="alice29,enwik6", show_default=True)
+@click.option("--bytes", "nbytes", default=0, help="Use only the first N bytes of each file (0: all).")
+@click.option("--lanes", "lane_grid", default="",
+              help="Comma-separated MIN_LANE_TOKENS:MAX_LANES pairs (default: Options' defaults).")
+@click.option("--windows", default="", help="Comma-separated window sizes (sink 4, slide size/4; "
+              "default: Options' default window).")
+@click.option("--llm-path", is_flag=True, help="Code the LLM frame alone (no binary candidates, no "
+              "guard): its payload, decoded and checked, even where xz or zstd would win.")
+@click.option("--note", default="", help="A note recorded with every row.")
 @click.option("--table", is_flag=True, help="Only print the table of recorded rows.")
-def main(enwik_bytes, configs, files, table):
+def main(enwik_bytes, configs, files, nbytes, lane_grid, windows, llm_path, note, table):
     if table:
         print_table()
         return
-    inputs = {"alice29": (CORPORA / "canterbury/alice29.txt").read_bytes(),
-              "enwik6": (CORPORA / "enwik/enwik6").read_bytes()[:enwik_bytes]}
+    inputs = {"alice29": lambda: (CORPORA / "canterbury/alice29.txt").read_bytes(),
+              "enwik6": lambda: (CORPORA / "enwik/enwik6").read_bytes()[:enwik_bytes],
+              "fields.c": lambda: (CORPORA / "canterbury/fields.c").read_bytes(),
+              "cp.html": lambda: (CORPORA / "canterbury/cp.html").read_bytes(),
+              # html repeated four times (issue 18): four copies of the first 12 KB of snappy's html
+              "html_x_4": lambda: (CORPORA / "snappy/html").read_bytes()[:12288] * 4}
+    d = Options()
+    grid = [tuple(int(x) for x in g.split(":")) for g in lane_grid.split(",") if g] or \
+        [(d.min_lane_tokens, d.max_lanes)]
+    wins = [Window(int(w), 4, int(w) // 4) for w in windows.split(",") if w] or [d.window]
     session = Session()
     for fname in files.split(","):
-        data = inputs[fname]
+        data = inputs[fname]()
+        if nbytes:
+            data = data[:nbytes]
         for name in configs.split(","):
-            ens = CONFIGS[name]
-            stats: dict = {}
-            t0 = time.perf_counter()
-            blob = compress(data, session, Options(ensemble=ens), stats=stats)
-            t1 = time.perf_counter()
-            ok = decompress(blob, session) == data
-            t2 = time.perf_counter()
-            if not ok:
-                raise SystemExit(f"{fname} {name}: ROUND TRIP FAILED")
-            n = stats.get("tokens", 0)
-            row = dict(file=fname, bytes=len(data), config=name, ensemble=ens.describe(),
-                       bpb=round(8 * len(blob) / len(data), 4), compressed=len(blob), tokens=n,
-                       enc_tok_s=round(n / (t1 - t0), 1), dec_tok_s=round(n / (t2 - t1), 1),
-                       skipped_pct=round(100 * stats.get("skipped", 0) / max(n, 1), 2),
-                       peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                       lanes=Options().max_lanes, threads=session.threads, workers=session.workers,
-                       verified=True, date=time.strftime("%Y-%m-%d"))
-            append_row(OUT, row)
+            for mlt, ml in grid:
+                for win in wins:
+                    opts = Options(ensemble=CONFIGS[name], window=win, min_lane_tokens=mlt, max_lanes=ml)
+                    row = measure(session, fname, data, name, opts, llm_path)
+                    if note:
+                        row["note"] = note
+                    append_row(OUT, row)
     session.close()
     print_table()
+
+
+def llm_round_trip(session: Session, data: bytes, opts: Options, stats: dict) -> tuple[int, float, float]:
+    """(payload bytes, encode s, decode s) of ``data`` as one LLM frame, decoded and checked."""
+    from nacrith.llm_frame import decode_group, encode_llm_frame, lane_bytes
+    from nacrith.container import read_llm_payload
+
+    t0 = time.perf_counter()
+    payload = encode_llm_frame(session, data, opts, stats=stats)
+    t1 = time.perf_counter()
+    if payload is None:
+        raise SystemExit("not an LLM frame (its tokens do not reproduce it)")
+    counts, streams = read_llm_payload(payload, len(data), 0)
+    lanes = decode_group(session, [bytes(s) for s in streams], counts, opts.window, opts.ensemble, len(data))
+    back = b"".join(lane_bytes(session.model, t, e) for t, e in lanes)
+    t2 = time.perf_counter()
+    if back != data:
+        raise SystemExit("LLM frame ROUND TRIP FAILED")
+    return len(payload), t1 - t0, t2 - t1
+
+
+def measure(session: Session, fname: str, data: bytes, name: str, opts: Options, llm_path: bool) -> dict:
+    """One verified round trip of ``data`` with ``opts``: its row."""
+    ens = opts.ensemble
+    stats: dict = {}
+    if llm_path:
+        size, te, td = llm_round_trip(session, data, opts, stats)
+    else:
+        t0 = time.perf_counter()
+        blob = compress(data, session, opts, stats=stats)
+        t1 = time.perf_counter()
+        ok = decompress(blob, session) == data
+        t2 = time.perf_counter()
+        if not ok:
+            raise SystemExit(f"{fname} {name}: ROUND TRIP FAILED")
+        size, te, td = len(blob), t1 - t0, t2 - t1
+    n = stats.get("tokens", 0)
+    n_lanes = max(1, min(opts.max_lanes, n // opts.min_lane_tokens)) if n else 0
+    return dict(file=fname, bytes=len(data), config=name, ensemble=ens.describe(),
+                bpb=round(8 * size / len(data), 4), compressed=size, tokens=n,
+                enc_tok_s=round(n / te, 1), dec_tok_s=round(n / td, 1),
+                skipped_pct=round(100 * stats.get("skipped", 0) / max(n, 1), 2),
+                peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                lanes=n_lanes, max_lanes=opts.max_lanes, min_lane_tokens=opts.min_lane_tokens,
+                window=opts.window.size, frames=stats.get("frames", {"llm (payload only)": 1} if llm_path else {}),
+                llm_path=llm_path, threads=session.threads, workers=session.workers,
+                verified=True, date=time.strftime("%Y-%m-%d"))
 
 
 def print_table() -> None:
     rows = read_rows(OUT)
     latest = {}
     for r in rows:
-        latest[(r["file"], r["config"])] = r
-    print("| file | configuration | bpb | vs LLM only | compress tok/s | decompress tok/s | skipped | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|---|")
+        key = (r["file"], r["bytes"], r["config"], r.get("min_lane_tokens", 2048), r.get("max_lanes", 8),
+               r.get("window", 1024), r.get("llm_path", False))
+        latest[key] = r
+    print("| file (bytes) | configuration | lanes (min tokens, max) | window | bpb | vs LLM only | "
+          "compress tok/s | decompress tok/s | skipped | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     notes: list[str] = []
-    for (f, c), r in latest.items():
-        base = latest.get((f, "llm-only"))
+    for key, r in latest.items():
+        base = latest.get(key[:2] + ("llm-only",) + key[3:])
         rel = f"{100 * (r['bpb'] / base['bpb'] - 1):+.2f} %" if base else ""
         mark = ""
         if r.get("note"):
             notes += [] if r["note"] in notes else [r["note"]]
             mark = " " + "*" * (notes.index(r["note"]) + 1)
-        print(f"| {f} | {c}{mark} | {r['bpb']:.4f} | {rel} | {r['enc_tok_s']} | {r['dec_tok_s']} | "
-              f"{r['skipped_pct']} % | {r['peak_rss_mb']} |")
+        what = f"{r['file']} ({r['bytes']})" + (", LLM frame" if r.get("llm_path") else "")
+        lanes = f"{r['lanes']} ({key[3]}, {key[4]})"
+        print(f"| {what} | {r['config']}{mark} | {lanes} | {key[5]} | {r['bpb']:.4f} | {rel} | {r['enc_tok_s']} | "
+              f"{r['dec_tok_s']} | {r['skipped_pct']} % | {r['peak_rss_mb']} |")
     for i, n in enumerate(notes):
         print(f"\n{'*' * (i + 1)} {n}")
 

@@ -40,12 +40,12 @@ from .container import (FRAME_LLM, FRAME_NAMES, MAGIC, Frame, LLMParams, StreamP
 from .decoder import ConcatDecoder, SeekIndex
 from .policy import GuardedEncoder
 from .session import Options, Session
-from .params import LLM_ONLY, MIXER_NAMES, EnsembleParams, Window
+from .params import DEFAULT_ENSEMBLE, LLM_ONLY, MIXER_NAMES, EnsembleParams, Window
 from .errors import NacrithError
 
 SUFFIX = ".nc"
 CHUNK = 1 << 16
-_E = EnsembleParams()
+_E = DEFAULT_ENSEMBLE
 _O = Options()
 
 
@@ -258,7 +258,7 @@ class Job:
         ens = LLM_ONLY if self.llm_only else EnsembleParams(
             self.ngram_order, self.ngram_bits, self.ngram_kappa, self.bias_lr,
             {v: k for k, v in MIXER_NAMES.items()}[self.mixer], self.mix_lr, self.mix_init, self.skip_bits,
-            self.shared_heads)
+            self.shared_heads, self.match_min, self.match_bits, self.match_lr)
         return Options(window=Window(self.window, self.sink, self.slide), ensemble=ens,
                        frame_size=self.frame_size, max_lanes=self.lanes, min_lane_tokens=self.lane_tokens,
                        info=self.info)
@@ -583,7 +583,8 @@ class _Finite(click.FloatRange):
 
 # compression settings: recorded in the stream, listed apart by "nacrith -h"
 _SETTINGS = {"lanes", "lane_tokens", "window", "sink", "slide", "frame_size", "info", "llm_only", "ngram_order",
-             "ngram_bits", "ngram_kappa", "bias_lr", "mixer", "mix_lr", "mix_init", "skip_bits", "shared_heads"}
+             "ngram_bits", "ngram_kappa", "bias_lr", "mixer", "mix_lr", "mix_init", "skip_bits", "shared_heads",
+             "match_min", "match_bits", "match_lr"}
 
 
 def _options(f):
@@ -652,6 +653,12 @@ def _options(f):
                      show_default=True, help="Skip the LLM when the n-gram entropy is below this (0: never)."),
         click.option("--shared-heads/--lane-heads", default=_E.shared_heads, show_default=True,
                      help="The lanes of a frame share one set of ensemble heads, or each lane has its own."),
+        click.option("--match-min", type=click.IntRange(0, 32), default=_E.match_min, show_default=True,
+                     help="Match model: tokens hashed to find the longest earlier occurrence (0: off; else >= 2)."),
+        click.option("--match-bits", type=click.IntRange(8, 26), default=_E.match_bits, show_default=True,
+                     help="log2 hash slots of the match model (8 B each, per frame)."),
+        click.option("--match-lr", type=_Finite(0, 1), default=_E.match_lr, show_default=True,
+                     help="Learning rate of the match model's boost."),
     ]
     for o in reversed(opts):
         f = o(f)

@@ -1,7 +1,7 @@
 """The per-lane ensemble model (heads + mixer) built from ``EnsembleParams``.
 
 The heads themselves run in native code (``native/ensemble.c``: token n-gram head, online
-log-space bias head, context mixer, confidence skip) so that both sides compute bit-identical
+log-space bias head, context mixer, match model, confidence skip) so that both sides compute bit-identical
 probabilities. Their parameters (``nacrith.params.EnsembleParams``) are written to every stream
 (``codec/FORMAT.md``, parameter ``0x05``) and read back by the decoder.
 
@@ -24,7 +24,9 @@ def lane_model(params: EnsembleParams, n_vocab: int, shared=None) -> "_native.La
     return _native.LaneModel(n_vocab, ngram_bits=params.ngram_bits, shared=shared,
                              ngram_order=params.ngram_order, ngram_kappa=params.ngram_kappa,
                              bias_lr=params.bias_lr, mixer=params.mixer, mix_lr=params.mix_lr,
-                             mix_init=params.mix_init, skip_bits=params.skip_bits)
+                             mix_init=params.mix_init, skip_bits=params.skip_bits,
+                             match_min=params.match_min, match_bits=params.match_bits,
+                             match_lr=params.match_lr)
 
 
 def lane_models(params: EnsembleParams, n_vocab: int, n: int) -> list:

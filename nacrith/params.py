@@ -58,6 +58,10 @@ class EnsembleParams:
     shared_heads: the lanes of a frame share one set of heads (n-gram tables, bias, mixer
         weights, escape models), updated lane by lane at every step; otherwise each lane has
         its own. Sharing lets every lane learn from the whole frame (measured: bench/results/).
+    match_min: match model: the last ``match_min`` tokens are hashed to find the longest earlier
+        occurrence in the frame, whose next token gets a learnt boost (0: off; codec/FORMAT.md,
+        "Match model"). match_bits: log2 of its hash table slots (8 bytes each, per frame).
+        match_lr: learning rate of the boost.
     """
 
     # defaults measured on alice29.txt and enwik6 (bench/results/ensemble.md)
@@ -70,16 +74,24 @@ class EnsembleParams:
     mix_init: float = 0.85
     skip_bits: float = 0.0  # measured: 0.5 bit skips 1.8 % of tokens, +0.08 % size, no speed-up
     shared_heads: bool = True
+    # off unless named: streams without these fields (version 1, presets 1 and 2) have no match
+    # model; the default level turns it on (preset 3, DEFAULT_ENSEMBLE)
+    match_min: int = 0
+    match_bits: int = 18
+    match_lr: float = 0.02
 
     def __post_init__(self):
         if not (0 <= self.ngram_order <= 8 and 4 <= self.ngram_bits <= 26 and self.ngram_kappa > 0
                 and 0 <= self.bias_lr < 1 and self.mixer in MIXER_NAMES and 0 <= self.mix_lr <= 10
-                and 0 <= self.mix_init <= 1 and 0 <= self.skip_bits < 64):
+                and 0 <= self.mix_init <= 1 and 0 <= self.skip_bits < 64
+                and (self.match_min == 0 or 2 <= self.match_min <= 32) and 8 <= self.match_bits <= 26
+                and 0 <= self.match_lr <= 1):
             raise ValueError(f"ensemble parameter out of range: {self}")
 
     def memory_per_lane(self, n_vocab: int) -> int:
         """Bytes of state of one lane model."""
-        return self.ngram_order * (72 << self.ngram_bits) + n_vocab * (20 + (8 if self.bias_lr else 0))
+        return (self.ngram_order * (72 << self.ngram_bits) + n_vocab * (20 + (8 if self.bias_lr else 0))
+                + (8 << self.match_bits if self.match_min else 0))
 
     def encode(self) -> bytes:
         return _FMT.pack(self.ngram_order, self.ngram_bits, self.mixer, int(self.shared_heads),
@@ -105,6 +117,8 @@ class EnsembleParams:
             heads.append(f"{MIXER_NAMES[self.mixer]} mixer lr {self.mix_lr:g} init {self.mix_init:g}")
         if self.skip_bits and self.ngram_order:
             heads.append(f"skip < {self.skip_bits:g} bits")
+        if self.match_min:
+            heads.append(f"match model min {self.match_min} (2^{self.match_bits} slots, lr {self.match_lr:g})")
         if heads and self.shared_heads:
             heads.append("heads shared by lanes")
         return ", ".join(heads) or "LLM only"
@@ -124,4 +138,11 @@ ENSEMBLE_PRESETS = {
             mix_lr=0.002, mix_init=0.85, skip_bits=0.0, shared_heads=True),
     2: dict(ngram_order=0, ngram_bits=16, ngram_kappa=5.0, bias_lr=0.0, mixer=MIXER_LINEAR,
             mix_lr=0.002, mix_init=0.85, skip_bits=0.0, shared_heads=True),  # LLM_ONLY
+    # preset 1 + the match model (measured: html x 4 -53 %, cp.html -1.7 %, alice29 +-0;
+    # bench/results/ensemble.md)
+    3: dict(ngram_order=4, ngram_bits=16, ngram_kappa=5.0, bias_lr=0.08, mixer=MIXER_GEOMETRIC,
+            mix_lr=0.002, mix_init=0.85, skip_bits=0.0, shared_heads=True, match_min=4, match_bits=18,
+            match_lr=0.05),
 }
+DEFAULT_ENSEMBLE = EnsembleParams(**ENSEMBLE_PRESETS[3])
+"""The ensemble of the default level (``Options().ensemble``)."""

@@ -13,7 +13,13 @@
  *                 geometric: p ~ L'^a P_ng^c, online gradient on the code length
  *               with one weight set per "highest matched n-gram order" (PAQ-style selection).
  *               Without logits (skip): p = s + r / V.
- *   update(y):  bias b -= lr (L' - onehot_y), mixer weights, n-gram counts, history.
+ *   match:      (match_min > 0) the longest earlier occurrence of the recent tokens in the frame
+ *               (hash of the last match_min tokens -> last position, verified backwards, then
+ *               extended while its predictions hit) predicts the token t that followed it; the
+ *               mixed probability P of t becomes q = squash(a_k stretch(P) + c_k), the other
+ *               tokens scaled by (1 - q) / (1 - P); (a_k, c_k) learnt online (log loss of "y = t")
+ *               per context k = (match length bucket, last two hits).
+ *   update(y):  bias b -= lr (L' - onehot_y), mixer weights, n-gram counts, history, match.
  */
 #define _GNU_SOURCE 1 /* MAP_ANONYMOUS under -std=c99 (Python.h defines it in module.c) */
 #include "ensemble.h"
@@ -30,6 +36,18 @@
 #define NG_HALVE 60000u
 #define NB_CONF 4     /* LLM confidence buckets of the mixer's weight-set selection */
 #define N_SETS ((NG_MAXK + 1) * NB_CONF)
+#define MM_NB 20        /* match length buckets */
+#define MM_SETS (MM_NB * 4) /* x the last two predictions' hits */
+#define MM_MAXVERIFY 64 /* longest length found by the backward check (then grown by hits) */
+#define MM_MAXLEN 65535
+#define MM_MAXLONG 32   /* the long context: min(4 match_min, 32) tokens */
+#define MM_SMAX 16.0    /* |stretch(P)| bound */
+#define MM_UMAX 20.0    /* |a stretch(P) + c| bound */
+
+typedef struct {
+    int32_t *tok; /* the tokens of one lane so far */
+    size_t n, cap;
+} MmBuf;
 
 typedef struct {
     uint32_t tag;   /* 0: empty */
@@ -48,6 +66,15 @@ typedef struct {
     long long n_esc, n_tok; /* escapes and tokens coded (escape probability) */
     uint32_t len_cnt[ESC_MAXLEN];
     uint32_t byte_cnt[256];
+    /* match model: hash of the last match_min tokens -> (lane << 32) | position of the next token
+       (0: empty), the token buffer of every lane using these heads, the boost weights */
+    uint64_t *mm_table;
+    size_t mm_table_bytes;
+    MmBuf *mm_bufs;
+    int mm_n_bufs, mm_cap_bufs;
+    double mm_w[MM_SETS][2];
+    uint32_t mm_n[MM_SETS]; /* updates of each weight pair (c's rate: max(match_lr, 1/(n + 2))) */
+
 } Heads;
 
 struct lane_model {
@@ -73,8 +100,20 @@ struct lane_model {
     int had_llm;
     double M, ZL, sumW;
     const double *final; /* the weights lm_build quantised (e or W), sum sumW */
+    /* match model: this lane's buffer, the current match (buffer mm_lane, position mm_ptr of the
+       predicted token, length mm_len; 0 = none), the last two hits */
+    int mm_id, mm_lane, mm_off;
+    size_t mm_ptr, mm_len;
+    unsigned mm_hh;
+    int32_t mm_tok; /* prepared prediction, -1: none */
+    int mm_ctx;
+    int mm_done;    /* mm_predict ran in this step */
+    int mm_used;    /* the last build boosted final[mm_tok] (restored by the update) */
+    double mm_s, mm_q, mm_orig, mm_S0;
+
     /* statistics */
     long long n_tokens, n_skipped; /* this lane's */
+    long long mm_pred, mm_hits;
 };
 
 /* ---------------------------------------------------------------- deterministic log */
@@ -171,6 +210,9 @@ static void lm_prepare(lane_model *m) {
         }
         m->resid *= 1.0 - lam;
     }
+    m->mm_tok = -1; /* the match model predicts at the build (mm_predict) */
+    m->mm_used = 0;
+    m->mm_done = 0;
     /* hashes of orders above the available history are computed at update time */
     if (m->p.skip_bits > 0.0 && m->n_cand > 0) {
         const double V = (double)m->p.n_vocab, u = m->resid / V, LOG2E = 1.4426950408889634;
@@ -190,10 +232,145 @@ static int conf_bucket(double pmax) {
     return pmax < 0.25 ? 0 : pmax < 0.5 ? 1 : pmax < 0.8 ? 2 : 3;
 }
 
+/* Match model prediction: the token after the match, when its lane has coded it (with shared
+   heads, lanes before this one in lane order have coded this step's token by now). */
+static void mm_predict(lane_model *m) {
+    m->mm_done = 1;
+    m->mm_tok = -1;
+    m->mm_used = 0;
+    if (!m->mm_len) return;
+    const MmBuf *b = &m->h->mm_bufs[m->mm_lane];
+    if (m->mm_ptr >= b->n) return;
+    const size_t L = m->mm_len;
+    const int k = L < 16 ? (int)L : L < 32 ? 16 : L < 64 ? 17 : L < 128 ? 18 : 19;
+    m->mm_tok = b->tok[m->mm_ptr];
+    m->mm_ctx = k * 4 + (int)m->mm_hh;
+}
+
+/* Logistic boost of token t in the weights f (sum *S): its probability P becomes
+   q = squash(w0 stretch(P) + w1), the others keep their proportions. 0 when not applied (t has
+   all the mass); else *st = stretch(P), *q, *orig = f[t] before, and f[t], *S changed. */
+static int boost_apply(double *f, double *S, int32_t t, const double *w, double *st, double *q, double *orig) {
+    const double ft = f[t], rest = *S - ft;
+    if (!(rest > 0.0)) return 0;
+    double P = ft / *S;
+    if (P < 1e-9) P = 1e-9;
+    if (P > 1.0 - 1e-9) P = 1.0 - 1e-9;
+    double x = det_log(P / (1.0 - P));
+    x = x < -MM_SMAX ? -MM_SMAX : x > MM_SMAX ? MM_SMAX : x;
+    double u = w[0] * x + w[1];
+    u = u < -MM_UMAX ? -MM_UMAX : u > MM_UMAX ? MM_UMAX : u;
+    const double qq = 1.0 / (1.0 + det_exp_any(-u));
+    *st = x;
+    *q = qq;
+    *orig = ft;
+    f[t] = rest * (qq / (1.0 - qq));
+    *S = rest + f[t];
+    return 1;
+}
+
+/* One gradient step of the log loss of the event (hit) on a boost's weights: w1 with rate
+   max(lr, 1/(n + 2)) (n: its updates so far), w0 with lr. */
+static void boost_learn(double *w, uint32_t *cnt, double lr, double st, double q, int hit) {
+    const double g = q - (double)hit;
+    double lc = 1.0 / ((double)*cnt + 2.0);
+    if (lc < lr) lc = lr;
+    if (*cnt < 1000000u) ++*cnt;
+    const double a = w[0] - lr * g * st, c = w[1] - lc * g;
+    w[0] = a < 0.0 ? 0.0 : a > 8.0 ? 8.0 : a;
+    w[1] = c < -MM_UMAX ? -MM_UMAX : c > MM_UMAX ? MM_UMAX : c;
+}
+
+/* Match model boost of the final weights f (sum sumW), after mm_predict. Undone by mm_restore. */
+static void mm_boost(lane_model *m, double *f) {
+    if (m->mm_tok < 0) return;
+    m->mm_S0 = m->sumW;
+    m->mm_used = boost_apply(f, &m->sumW, m->mm_tok, m->h->mm_w[m->mm_ctx], &m->mm_s, &m->mm_q, &m->mm_orig);
+}
+
+static void mm_restore(lane_model *m) {
+    if (!m->mm_used) return;
+    ((double *)m->final)[m->mm_tok] = m->mm_orig;
+    m->sumW = m->mm_S0; /* mm_used stays set: mm_update learns from mm_s, mm_q */
+}
+
+/* The match recorded in slot: taken when at least `need` tokens before it equal the last ones of
+   buffer b (checked backwards, at most MM_MAXVERIFY). */
+static void mm_find(lane_model *m, const MmBuf *b, size_t slot, int need) {
+    const uint64_t e = m->h->mm_table[slot];
+    if (!e) return;
+    const int j = (int)(e >> 32);
+    const size_t p = (size_t)(uint32_t)e, n = b->n;
+    const int32_t *c = m->h->mm_bufs[j].tok;
+    size_t l = 0;
+    while (l < MM_MAXVERIFY && l < p && l < n && c[p - 1 - l] == b->tok[n - 1 - l]) l++;
+    if (l >= (size_t)need) {
+        m->mm_len = l;
+        m->mm_lane = j;
+        m->mm_ptr = p;
+    }
+}
+
+/* Learn from token y (after lane_token_cdf): the boost weights, the hit history, then the match:
+   extend it on a hit, else drop it and look the last match_min tokens up; record this position. */
+static void mm_update(lane_model *m, int32_t y) {
+    Heads *h = m->h;
+    if (!m->mm_done) mm_predict(m); /* no build this step (lane_observe) */
+    if (m->mm_tok >= 0) {
+        const int hit = y == m->mm_tok;
+        if (m->mm_used) {
+            boost_learn(h->mm_w[m->mm_ctx], &h->mm_n[m->mm_ctx], m->p.match_lr, m->mm_s, m->mm_q, hit);
+        }
+        m->mm_hh = ((m->mm_hh << 1) | (unsigned)hit) & 3u;
+        m->mm_pred++;
+        m->mm_hits += hit;
+    }
+    if (m->mm_off) return;
+    MmBuf *b = &h->mm_bufs[m->mm_id];
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? 2 * b->cap : 4096;
+        int32_t *t = realloc(b->tok, cap * sizeof(int32_t));
+        if (!t) { /* out of memory: this lane's match model stops (the frame checksum fails) */
+            m->mm_off = 1;
+            m->mm_len = 0;
+            return;
+        }
+        b->tok = t;
+        b->cap = cap;
+    }
+    b->tok[b->n++] = y;
+    const size_t n = b->n;
+    if (m->mm_len) {
+        if (m->mm_tok >= 0 && y == m->mm_tok) {
+            m->mm_ptr++;
+            if (m->mm_len < MM_MAXLEN) m->mm_len++;
+        } else {
+            m->mm_len = 0;
+        }
+    }
+    /* a long context (KL tokens) first, while the match is shorter: it finds the aligned copy
+       where the short one finds the latest occurrence of a common phrase */
+    const int K = m->p.match_min, KL = 4 * K < MM_MAXLONG ? 4 * K : MM_MAXLONG;
+    if (n < (size_t)K) return;
+    const uint64_t mask = ((uint64_t)1 << m->p.match_bits) - 1;
+    const size_t ss = (size_t)(ng_hash(b->tok + n - K, K) & mask);
+    const size_t sl = n >= (size_t)KL ? (size_t)(ng_hash(b->tok + n - KL, KL) & mask) : (size_t)-1;
+    if (sl != (size_t)-1 && m->mm_len < (size_t)KL) mm_find(m, b, sl, KL);
+    if (!m->mm_len) mm_find(m, b, ss, K);
+    const uint64_t here = ((uint64_t)(uint32_t)m->mm_id << 32) | (uint64_t)n;
+    if (n <= 0xFFFFFFFFu) {
+        h->mm_table[ss] = here;
+        if (sl != (size_t)-1) h->mm_table[sl] = here;
+    }
+}
+
 /* Append the escape symbol (index n) to the final weights and quantise n + 1 symbols:
    P(escape) = (escapes + 1/32) / (tokens + 1) of this lane, at most 1/2. */
 static int lm_quantise(lane_model *m) {
     double *f = (double *)m->final;
+    m->mm_used = 0;
+    if (m->p.match_min) mm_predict(m);
+    if (m->p.match_min) mm_boost(m, f);
     double P = ((double)m->h->n_esc + 0.03125) / ((double)m->h->n_tok + 1.0);
     if (P > 0.5) P = 0.5;
     double w = m->sumW * (P / (1.0 - P));
@@ -328,6 +505,7 @@ static void ng_update(lane_model *m, int32_t y) {
 
 static void lm_update(lane_model *m, const float *logits, int32_t y) {
     const ptrdiff_t n = m->p.n_vocab;
+    mm_restore(m); /* the heads learn from the distribution before the match boost */
     if (m->had_llm) {
         const double invZ = 1.0 / m->ZL;
         const double Ly = m->e[y] * invZ; /* L'(y) */
@@ -381,6 +559,8 @@ static void lm_update(lane_model *m, const float *logits, int32_t y) {
     }
     if (m->p.ngram_order > 0) ng_update(m, y);
     else if (m->n_hist < NG_MAXK) m->hist[m->n_hist++] = y;
+    if (m->p.match_min > 0) mm_update(m, y);
+
     m->prepared = 0;
     m->n_tokens++;
     m->h->n_tok++;
@@ -407,23 +587,41 @@ static void zeroed_free(void *p, size_t bytes) { free(p); }
 #endif
 
 /* ------------------------------------------------------------------ lifetime */
+/* a token buffer for a new lane of heads h: its index, or -1 when out of memory */
+static int mm_add_lane(Heads *h) {
+    if (h->mm_n_bufs == h->mm_cap_bufs) {
+        int cap = h->mm_cap_bufs ? 2 * h->mm_cap_bufs : 8;
+        MmBuf *b = realloc(h->mm_bufs, (size_t)cap * sizeof(MmBuf));
+        if (!b) return -1;
+        h->mm_bufs = b;
+        h->mm_cap_bufs = cap;
+    }
+    memset(&h->mm_bufs[h->mm_n_bufs], 0, sizeof(MmBuf));
+    return h->mm_n_bufs++;
+}
+
 int lane_params_valid(const lane_params *p) {
     return p->n_vocab >= 2 && (size_t)p->n_vocab <= MAX_SYMBOLS && p->ngram_order >= 0 &&
            p->ngram_order <= NG_MAXK && p->ngram_bits >= 4 && p->ngram_bits <= 26 && p->ngram_kappa > 0.0 &&
            p->bias_lr >= 0.0 && p->bias_lr < 1.0 && p->mixer >= 0 && p->mixer <= 1 && p->mix_lr >= 0.0 &&
            p->mix_lr <= 10.0 && p->mix_init >= 0.0 && p->mix_init <= 1.0 && p->skip_bits >= 0.0 &&
-           p->skip_bits < 64.0;
+           p->skip_bits < 64.0 && (p->match_min == 0 || (p->match_min >= 2 && p->match_min <= 32)) &&
+           p->match_bits >= 8 && p->match_bits <= 26 && p->match_lr >= 0.0 && p->match_lr <= 1.0;
 }
 
 int lane_can_share(const lane_model *m, const lane_params *p) {
     return m->p.n_vocab == p->n_vocab && m->p.ngram_order == p->ngram_order &&
-           m->p.ngram_bits == p->ngram_bits && (m->h->bias != NULL) == (p->bias_lr > 0.0);
+           m->p.ngram_bits == p->ngram_bits && (m->h->bias != NULL) == (p->bias_lr > 0.0) &&
+           m->p.match_min == p->match_min && m->p.match_bits == p->match_bits && m->p.match_lr == p->match_lr;
 }
 
 void lane_model_free(lane_model *m) {
     if (!m) return;
     zeroed_free(m->own.tables, m->own.tables_bytes);
     free(m->own.bias);
+    zeroed_free(m->own.mm_table, m->own.mm_table_bytes);
+    for (int i = 0; i < m->own.mm_n_bufs; i++) free(m->own.mm_bufs[i].tok);
+    free(m->own.mm_bufs);
     if (!m->shared) { /* else the scratch is the other model's */
         free(m->e);
         free(m->W);
@@ -439,12 +637,17 @@ lane_model *lane_model_new(const lane_params *p, lane_model *share) {
     const int K = p->ngram_order, bits = p->ngram_bits;
     m->p = *p;
     if (K == 0) m->p.skip_bits = 0.0; /* the skip needs the n-gram head */
+    m->mm_tok = -1;
     if (share) {
         m->shared = 1;
         m->h = share->h;
         m->e = share->e;
         m->W = share->W;
         m->cdf = share->cdf;
+        if (p->match_min > 0 && (m->mm_id = mm_add_lane(m->h)) < 0) {
+            free(m);
+            return NULL;
+        }
         return m;
     }
     m->h = &m->own;
@@ -460,6 +663,15 @@ lane_model *lane_model_new(const lane_params *p, lane_model *share) {
     if (p->bias_lr > 0.0) {
         m->h->bias = calloc((size_t)n, sizeof(double));
         if (!m->h->bias) goto nomem;
+    }
+    if (p->match_min > 0) {
+        m->h->mm_table_bytes = sizeof(uint64_t) << p->match_bits;
+        m->h->mm_table = zeroed_alloc(m->h->mm_table_bytes);
+        if (!m->h->mm_table || (m->mm_id = mm_add_lane(m->h)) < 0) goto nomem;
+        for (int i = 0; i < MM_SETS; i++) {
+            m->h->mm_w[i][0] = 1.0;
+            m->h->mm_w[i][1] = 0.0;
+        }
     }
     for (int i = 0; i < ESC_MAXLEN; i++) m->h->len_cnt[i] = 1;
     for (int i = 0; i < 256; i++) m->h->byte_cnt[i] = 1;
@@ -525,5 +737,10 @@ void lane_weights(const lane_model *m, int i, double *llm, double *ngram) {
 }
 size_t lane_memory(const lane_model *m) {
     const size_t n = (size_t)m->p.n_vocab;
-    return ((size_t)m->p.ngram_order << m->p.ngram_bits) * sizeof(NgSlot) + n * (16 + 4) + (m->h->bias ? n * 8 : 0);
+    return ((size_t)m->p.ngram_order << m->p.ngram_bits) * sizeof(NgSlot) + n * (16 + 4) + (m->h->bias ? n * 8 : 0) +
+           (m->p.match_min ? (sizeof(uint64_t) << m->p.match_bits) : 0);
+}
+void lane_match_stats(const lane_model *m, long long *predicted, long long *hits) {
+    *predicted = m->mm_pred;
+    *hits = m->mm_hits;
 }

@@ -1,6 +1,6 @@
 /*
  * The per-lane ensemble model: token n-gram head, online log-space bias head, context mixer,
- * confidence skip (ensemble.c; native/NOTES.md, "Ensemble"; codec/FORMAT.md, "Ensemble").
+ * match model, confidence skip (ensemble.c; native/NOTES.md, "Ensemble"; codec/FORMAT.md, "Ensemble").
  *
  * The model only makes CDFs and learns from the symbols it is told; coding them is the coder's
  * (coder.h). One step of a lane, on both sides, in this order:
@@ -35,6 +35,9 @@ typedef struct {
     double mix_lr;
     double mix_init;    /* initial LLM weight */
     double skip_bits;   /* 0 = never skip */
+    int match_min;      /* match model: tokens hashed to find a match (MINLEN), 0 = off */
+    int match_bits;     /* log2 slots of its hash table */
+    double match_lr;    /* learning rate of its logistic boost */
 } lane_params;
 
 typedef struct lane_model lane_model;
@@ -81,5 +84,7 @@ long long lane_skipped(const lane_model *m); /* of which without the LLM */
 int lane_n_weight_sets(const lane_model *m);
 void lane_weights(const lane_model *m, int i, double *llm, double *ngram);
 size_t lane_memory(const lane_model *m); /* bytes of state */
+/* match model statistics of this lane: steps with a prediction, and of those right */
+void lane_match_stats(const lane_model *m, long long *predicted, long long *hits);
 
 #endif

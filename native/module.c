@@ -85,12 +85,14 @@ static PyTypeObject LaneModelType;
 
 static PyObject *LaneModel_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"n_vocab", "ngram_order", "ngram_bits", "ngram_kappa", "bias_lr",
-                             "mixer", "mix_lr", "mix_init", "skip_bits", "shared", NULL};
-    lane_params p = {0, 0, 16, 5.0, 0.0, 0, 0.5, 0.85, 0.0};
+                             "mixer", "mix_lr", "mix_init", "skip_bits", "shared", "match_min",
+                             "match_bits", "match_lr", NULL};
+    lane_params p = {0, 0, 16, 5.0, 0.0, 0, 0.5, 0.85, 0.0, 0, 18, 0.05};
     PyObject *shared = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "n|iiddidddO", kwlist, &p.n_vocab, &p.ngram_order,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "n|iiddidddOiid", kwlist, &p.n_vocab, &p.ngram_order,
                                      &p.ngram_bits, &p.ngram_kappa, &p.bias_lr, &p.mixer, &p.mix_lr,
-                                     &p.mix_init, &p.skip_bits, &shared))
+                                     &p.mix_init, &p.skip_bits, &shared, &p.match_min, &p.match_bits,
+                                     &p.match_lr))
         return NULL;
     lane_model *share = NULL;
     if (shared != Py_None) {
@@ -164,6 +166,11 @@ static PyObject *LaneModel_get_weights(LaneModelObject *o, void *c) {
     return l;
 }
 static PyObject *LaneModel_get_memory(LaneModelObject *o, void *c) { return PyLong_FromSize_t(lane_memory(o->m)); }
+static PyObject *LaneModel_get_match(LaneModelObject *o, void *c) {
+    long long pred, hits;
+    lane_match_stats(o->m, &pred, &hits);
+    return Py_BuildValue("(LL)", pred, hits);
+}
 
 static PyMethodDef LaneModel_methods[] = {
     {"prepare", (PyCFunction)LaneModel_prepare, METH_NOARGS,
@@ -176,6 +183,7 @@ static PyGetSetDef LaneModel_getset[] = {
     {"skipped", (getter)LaneModel_get_skipped, NULL, "tokens coded without the LLM", NULL},
     {"weights", (getter)LaneModel_get_weights, NULL, "mixer weights per weight set", NULL},
     {"memory", (getter)LaneModel_get_memory, NULL, "bytes of state", NULL},
+    {"match", (getter)LaneModel_get_match, NULL, "match model: (steps with a prediction, of those right)", NULL},
     {NULL}};
 
 static PyTypeObject LaneModelType = {

@@ -84,6 +84,10 @@ CONFIGS = {
     "geometric": EnsembleParams(mixer=MIXER_GEOMETRIC, ngram_bits=8),
     "geometric no bias": EnsembleParams(mixer=MIXER_GEOMETRIC, bias_lr=0.0, ngram_bits=8),
     "skip": EnsembleParams(skip_bits=2.0, ngram_bits=8),
+    "match": EnsembleParams(ngram_bits=8, match_min=3, match_bits=10, match_lr=0.1),
+    "match llm only": EnsembleParams(ngram_order=0, bias_lr=0.0, mixer=MIXER_LINEAR, skip_bits=0.0,
+                                     match_min=2, match_bits=8, match_lr=0.3),
+    "match skip": EnsembleParams(skip_bits=2.0, ngram_bits=8, match_min=4, match_bits=9),
 }
 
 
@@ -117,6 +121,34 @@ def test_lane_model_streams_identical(name, n):
             out.append(y)
         assert out == toks.tolist()
         return data + repr(m.weights).encode()
+
+    a, b = both(run)
+    assert a == b
+
+
+@pytest.mark.parametrize("n", [61, 4099])
+def test_shared_lane_match_streams_identical(n):
+    """Lanes sharing heads with the match model (matches across lanes), coded in the frame's
+    order: identical bytes with the scalar and AVX2 loops."""
+    from nacrith.ensemble import lane_models
+
+    rng = np.random.default_rng(n)
+    T, L = 200, 3
+    block = rng.integers(0, n, 60)
+    toks = [np.concatenate([rng.integers(0, n, 20 + 7 * i), block, block])[:T].astype(np.int32) for i in range(L)]
+    z = [logits_rows(rng, len(x), n) for x in toks]
+    params = EnsembleParams(ngram_bits=8, match_min=3, match_bits=10, match_lr=0.1)
+
+    def run():
+        models = lane_models(params, n, L)
+        encs = [_native.Encoder() for _ in range(L)]
+        for t in range(max(map(len, toks))):
+            active = [i for i in range(L) if t < len(toks[i])]
+            for i in active:
+                models[i].prepare()
+            for i in active:
+                encs[i].encode_step(models[i], z[i][t:t + 1], int(toks[i][t]))
+        return b"".join(e.finish() for e in encs) + repr([m.match for m in models]).encode()
 
     a, b = both(run)
     assert a == b
