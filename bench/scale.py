@@ -113,7 +113,7 @@ def executors(path, nbytes, frame_size):
 def stream(path, frame_size, frames):
     """Peak RSS of each process of cat | nacrith -c | nacrith -dc | cmp, per frame count."""
     src = Path(path).read_bytes()
-    nc = [sys.executable, "-m", "nacrith", "-q", "--frame-size", str(frame_size)]
+    nc = [sys.executable, "-m", "nacrith", "-q", "--threads", "1", "--frame-size", str(frame_size)]
     for k in (int(x) for x in frames.split(",")):
         data = src[:k * frame_size]
         tmp = Path(f"/tmp/nacrith-scale-{k}.in")
