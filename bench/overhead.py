@@ -26,11 +26,11 @@ from nacrith import _native, llm_frame  # noqa: E402
 from nacrith.session import Options, Session  # noqa: E402
 from nacrith.policy import compress  # noqa: E402
 from nacrith.decoder import decompress  # noqa: E402
-from nacrith.params import LLM_ONLY, EnsembleParams  # noqa: E402
+from nacrith.params import DEFAULT_ENSEMBLE, LLM_ONLY  # noqa: E402
 from nacrith.model import LlamaContext  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "overhead.jsonl"
-CONFIGS = {"default": EnsembleParams(), "llm-only": LLM_ONLY}
+CONFIGS = {"default": DEFAULT_ENSEMBLE, "llm-only": LLM_ONLY}
 T = {"llm": 0.0, "heads": 0.0}
 
 
