@@ -31,7 +31,7 @@ import zstandard
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import cpu_model, find_corpora  # noqa: E402
+from bench.common import cpu_model, find_corpora, timed_round_trip  # noqa: E402
 from nacrith import __version__  # noqa: E402
 from nacrith.session import Options, Session  # noqa: E402
 from nacrith.policy import compress  # noqa: E402
@@ -155,14 +155,10 @@ def run_file(session: Session, opts: Options, path: Path, max_bytes: int | None)
         size = len(fn(data))
         row[name] = dict(size=size, bpb=round(8 * size / max(len(data), 1), 4),
                          seconds=round(time.perf_counter() - t0, 3))
-    stats: dict = {}
-    t0 = time.perf_counter()
-    blob = compress(data, session, opts, stats=stats)
-    t1 = time.perf_counter()
-    ok = decompress(blob, session) == data
-    t2 = time.perf_counter()
-    if not ok:
-        raise SystemExit(f"{path}: ROUND TRIP FAILED")
+    r = timed_round_trip(session, data, opts, str(path))
+    blob, stats = r["blob"], r["stats"]
+    t1, t2 = r["compress_s"], r["compress_s"] + r["decompress_s"]
+    t0 = 0.0
     # tokens of the LLM frames written (none when the whole input fell back to binary frames)
     tokens = 0 if stats.get("fallback") else stats.get("tokens", 0)
     row["nacrith"] = dict(size=len(blob), bpb=round(8 * len(blob) / max(len(data), 1), 4),

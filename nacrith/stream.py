@@ -37,7 +37,8 @@ class NacrithCompressor:
     Args:
         model: GGUF path (default: ``NACRITH_MODEL`` or the embedded model).
         session: a ``Session`` to use instead (wins over ``model``).
-        **options: fields of ``Options`` (window, ensemble, frame_size, max_lanes, ...).
+        **options: ``level`` (1..9, ``Options.from_level``) and fields of ``Options`` (window,
+            ensemble, frame_size, max_lanes, ...) replacing the level's.
 
     ``compress(data)`` returns the compressed bytes of every frame completed so far (possibly
     b""), ``flush()`` the rest and the stream's end; the object cannot be used after ``flush``.
@@ -45,7 +46,7 @@ class NacrithCompressor:
     """
 
     def __init__(self, *, model=None, session: Session | None = None, **options):
-        self._enc = GuardedEncoder(get_session(model, session), Options(**options))
+        self._enc = GuardedEncoder(get_session(model, session), Options.from_level(**options))
         self._done = False
 
     def compress(self, data) -> bytes:

@@ -48,7 +48,7 @@ def run_job(session: Session, kind: str, job, progress=None):
 
 def identity(session: Session) -> tuple[str, str, str]:
     """(worker id, model sha256, backend fingerprint) of a session."""
-    return worker_id(), session.model.sha256, session.fingerprint
+    return worker_id(), session.model.sha256, session.identity
 
 
 def check_identity(expect: tuple[str, str], got: tuple[str, str, str]) -> None:

@@ -481,3 +481,22 @@ def test_stdin_device_and_fifo_are_read_with_c(tmp_path):
     # without -c (the output would go beside it), a non-regular input is skipped, as in gzip
     r = _nacrith("/dev/stdin", input=data, cwd=tmp_path)
     assert r.returncode == 2 and b"not a regular file -- ignored" in r.stderr and r.stdout == b""
+
+
+def test_levels_are_flags_like_zstd_and_decode_without_one(runner, tmp_path):
+    src = tmp_path / "g.txt"
+    data = corpus("canterbury/grammar.lsp")[:700]
+    src.write_bytes(data)
+    listings = {}
+    for flag in ("-1", "--best", "-6"):
+        r = runner.invoke(cli.main, ["-q", "-f", "-k", flag, str(src)])
+        assert r.exit_code == 0, r.output
+        listings[flag] = runner.invoke(cli.main, ["-l", "-v", str(tmp_path / "g.txt.nc")]).stdout
+        r = runner.invoke(cli.main, ["-dc", str(tmp_path / "g.txt.nc")])  # no level needed
+        assert r.exit_code == 0 and r.stdout_bytes == data
+    assert "window:      256 tokens" in listings["-1"] and "window:      4096 tokens" in listings["--best"]
+    assert "window:      1024 tokens" in listings["-6"]
+    r = runner.invoke(cli.main, ["-q", "-f", "-k", "-9", "--window", "512", "--slide", "128", str(src)])  # options override
+    assert r.exit_code == 0
+    assert "window:      512 tokens" in runner.invoke(cli.main, ["-l", "-v", str(tmp_path / "g.txt.nc")]).stdout
+    assert "--fast" in runner.invoke(cli.main, ["-h"]).stdout

@@ -1,0 +1,138 @@
+"""Speed benchmarks of the speed issue, every rate also a ratio to stock llama.cpp prefill of the
+same tokens measured in the same run (``bench/reference.py``), every row a verified round trip.
+
+    .venv/bin/python bench/speed.py main   [FILE] [--bytes N]      # default level: the issue's row
+    .venv/bin/python bench/speed.py drafts [--sizes 2048,4096,8192,16384]   # one-lane decode
+    .venv/bin/python bench/speed.py levels [--bytes 16000] [--levels 1,...,9] FILE...
+
+``main``: compress/decompress tokens/s of FILE (default: all of alice29.txt) at the default level,
+bpb and peak RSS. ``drafts``: decoding one-lane frames of alice29.txt and xargs.1 prefixes with
+and without drafts (speculative decoding). ``levels``: bpb against compress/decompress tokens/s
+per level. Rows: bench/results/speed.jsonl; tables: bench/results/speed.md. Quiet machine only.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.common import append_row, cpu_model, find_corpora, peak_rss_mb, read_rows, timed_round_trip  # noqa: E402
+from bench.reference import stock_prefill  # noqa: E402
+from nacrith import llm_frame  # noqa: E402
+from nacrith.session import DEFAULT_LEVEL, Options, Session  # noqa: E402
+
+OUT = ROOT / "bench" / "results" / "speed.jsonl"
+
+
+def _row(suite: str, name: str, data: bytes, session: Session, opts: Options, ref: dict, **extra) -> dict:
+    r = timed_round_trip(session, data, opts, f"{name} {extra}")
+    n = r["tokens"] or len(session.model.tokenize(data))
+    row = dict(suite=suite, file=name, bytes=len(data), tokens=n, **extra, bpb=round(r["bpb"], 4),
+               compress_tok_s=round(n / r["compress_s"], 1), decompress_tok_s=round(n / r["decompress_s"], 1),
+               stock_tok_s=ref["tok_s"], threads=session.threads, workers=session.workers,
+               peak_rss_mb=peak_rss_mb(), cpu=cpu_model(), date=time.strftime("%Y-%m-%d"), verified=True)
+    row["compress_vs_stock"] = round(row["compress_tok_s"] / ref["tok_s"], 3)
+    row["decompress_vs_stock"] = round(row["decompress_tok_s"] / ref["tok_s"], 3)
+    append_row(OUT, row)
+    return row
+
+
+@click.group()
+def cli():
+    pass
+
+
+@cli.command()
+@click.argument("path", required=False)
+@click.option("--bytes", "nbytes", type=int, default=None)
+@click.option("--attention", default=None, help="Attention mode (default: the default).")
+def main(path, nbytes, attention):
+    """The issue's benchmark row: FILE at the default level, against stock prefill."""
+    src = Path(path) if path else find_corpora() / "canterbury" / "alice29.txt"
+    data = src.read_bytes()[:nbytes]
+    session = Session(workers=1)
+    ref = stock_prefill(session.model, session.model.tokenize(data), session.threads)
+    opts = Options() if attention is None else Options(attention=attention)
+    _row("main", src.name, data, session, opts, ref, level=DEFAULT_LEVEL, attention=opts.attention)
+    table()
+
+
+@cli.command()
+@click.option("--sizes", default="2048,4096,8192,16384", show_default=True)
+def drafts(sizes):
+    """One-lane frames decoded with and without drafts."""
+    session = Session(workers=1)
+    for rel in ("canterbury/alice29.txt", "canterbury/xargs.1"):
+        full = (find_corpora() / rel).read_bytes()
+        for size in map(int, sizes.split(",")):
+            data = full[:size]
+            if len(data) < size:
+                continue
+            ref = stock_prefill(session.model, session.model.tokenize(data), session.threads)
+            for k in (0, llm_frame.DRAFT_MAX):
+                saved = llm_frame.DRAFT_MAX
+                llm_frame.DRAFT_MAX = k
+                try:
+                    _row("drafts", Path(rel).name, data, session, Options(), ref, draft_max=k)
+                finally:
+                    llm_frame.DRAFT_MAX = saved
+    table()
+
+
+@cli.command()
+@click.argument("paths", nargs=-1)
+@click.option("--bytes", "nbytes", type=int, default=16000, show_default=True)
+@click.option("--levels", "which", default="1,2,3,4,5,6,7,8,9", show_default=True)
+def levels(paths, nbytes, which):
+    """bpb and tokens/s of each level on a prefix of each FILE."""
+    session = Session(workers=1)
+    paths = paths or (str(find_corpora() / "canterbury" / "alice29.txt"), str(find_corpora() / "enwik6"))
+    for p in paths:
+        data = Path(p).read_bytes()[:nbytes]
+        ref = stock_prefill(session.model, session.model.tokenize(data), session.threads)
+        for lv in map(int, which.split(",")):
+            _row("levels", Path(p).name, data, session, Options.from_level(lv), ref, level=lv)
+    table()
+
+
+def table() -> None:
+    rows = read_rows(OUT)
+    out = ["# Speed (`bench/speed.py`)", "",
+           "Ratios are to stock llama.cpp prefill of the same tokens in the same run (fa auto, f16 KV, "
+           "1024-token windows from an empty cache, 512-token batches, logits for every token; "
+           "`bench/reference.py`). One process, all cores of the machine.", ""]
+    main_rows = [r for r in rows if r["suite"] == "main"]
+    if main_rows:
+        out += ["## Default level", "", "| date | file (bytes) | attention | bpb | compress tok/s (x stock) "
+                "| decompress tok/s (x stock) | stock tok/s | peak RSS MiB |", "|---|---|---|---|---|---|---|---|"]
+        out += [f"| {r['date']} | {r['file']} ({r['bytes']}) | {r.get('attention', '')} | {r['bpb']} "
+                f"| {r['compress_tok_s']} ({r['compress_vs_stock']}x) | {r['decompress_tok_s']} "
+                f"({r['decompress_vs_stock']}x) | {r['stock_tok_s']} | {r['peak_rss_mb']} |" for r in main_rows]
+        out.append("")
+    d = [r for r in rows if r["suite"] == "drafts"]
+    if d:
+        out += ["## Drafts (speculative decoding of one-lane frames)", "",
+                "| date | file (bytes) | drafts (most per call) | bpb | compress tok/s | decompress tok/s "
+                "(x stock) |", "|---|---|---|---|---|---|"]
+        out += [f"| {r['date']} | {r['file']} ({r['bytes']}) | {r['draft_max'] or 'off'} | {r['bpb']} "
+                f"| {r['compress_tok_s']} | {r['decompress_tok_s']} ({r['decompress_vs_stock']}x) |" for r in d]
+        out.append("")
+    lv = [r for r in rows if r["suite"] == "levels"]
+    if lv:
+        out += ["## Levels", "", "| date | file (bytes) | level | bpb | compress tok/s (x stock) "
+                "| decompress tok/s (x stock) |", "|---|---|---|---|---|---|"]
+        out += [f"| {r['date']} | {r['file']} ({r['bytes']}) | -{r['level']} | {r['bpb']} "
+                f"| {r['compress_tok_s']} ({r['compress_vs_stock']}x) | {r['decompress_tok_s']} "
+                f"({r['decompress_vs_stock']}x) |" for r in lv]
+    OUT.with_suffix(".md").write_text("\n".join(out) + "\n")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    cli()
