@@ -46,6 +46,14 @@ def split_lanes(tokens: np.ndarray, options: Options) -> list[np.ndarray]:
     return [np.ascontiguousarray(a) for a in np.array_split(tokens, lanes)]
 
 
+def _finish(encoders: list[Encoder], models: list, stats: dict | None) -> list[bytes]:
+    """The lanes' coded streams; ``stats`` accumulates their ``tokens`` and ``skipped``."""
+    if stats is not None:
+        stats["tokens"] = stats.get("tokens", 0) + sum(x.tokens for x in models)
+        stats["skipped"] = stats.get("skipped", 0) + sum(x.skipped for x in models)
+    return [e.finish() for e in encoders]
+
+
 def encode_group(session: Session, lanes: list[np.ndarray], window: Window, ensemble: EnsembleParams,
                  batch: int, progress: Progress | None = None, stats: dict | None = None,
                  escapes: list[dict] | None = None, attention: Attention = DEFAULT_ATTENTION) -> list[bytes]:
@@ -74,10 +82,7 @@ def encode_group(session: Session, lanes: list[np.ndarray], window: Window, ense
             return sym
 
         decode_lanes(ctx, [len(x) for x in lanes], m.bos, window, choose, lambda lane: not models[lane].prepare())
-        if stats is not None:
-            stats["tokens"] = stats.get("tokens", 0) + sum(x.tokens for x in models)
-            stats["skipped"] = stats.get("skipped", 0) + sum(x.skipped for x in models)
-        return [e.finish() for e in encoders]
+        return _finish(encoders, models, stats)
     if ensemble.shared_heads and len(lanes) > 1:
         # shared heads: code step by step across lanes, exactly in the decoder's order
         # (every active lane's prepare(), then each lane's token, lane by lane)
@@ -92,10 +97,7 @@ def encode_group(session: Session, lanes: list[np.ndarray], window: Window, ense
                     progress(int(lens[sym]) + len(raw))
 
         encode_lanes_lockstep(ctx, lanes, m.bos, window, on_step)
-        if stats is not None:
-            stats["tokens"] = stats.get("tokens", 0) + sum(x.tokens for x in models)
-            stats["skipped"] = stats.get("skipped", 0) + sum(x.skipped for x in models)
-        return [e.finish() for e in encoders]
+        return _finish(encoders, models, stats)
     esc_rows = [sorted(e) for e in escapes] if escapes else None
 
     def consume(lane: int, t0: int, logits: np.ndarray) -> None:
@@ -111,10 +113,7 @@ def encode_group(session: Session, lanes: list[np.ndarray], window: Window, ense
             progress(int(lens[syms].sum()) + sum(len(b) for _, b in esc or ()))
 
     encode_lanes(ctx, lanes, m.bos, window, consume)
-    if stats is not None:
-        stats["tokens"] = stats.get("tokens", 0) + sum(x.tokens for x in models)
-        stats["skipped"] = stats.get("skipped", 0) + sum(x.skipped for x in models)
-    return [e.finish() for e in encoders]
+    return _finish(encoders, models, stats)
 
 
 def decode_group(session: Session, streams: list[bytes], counts: list[int], window: Window,
