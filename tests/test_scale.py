@@ -80,7 +80,7 @@ def test_a_worker_with_another_backend_is_refused_before_any_output(text, monkey
         s.fingerprint  # this process's fingerprint, before the override reaches the workers
         monkeypatch.setenv("NACRITH_BACKEND_FINGERPRINT", "some other build")
         enc = policy.GuardedEncoder(s, OPTS)
-        with pytest.raises(ModelMismatchError, match=r"worker .*:\d+ refused: backend \[some other build\]"):
+        with pytest.raises(ModelMismatchError, match=r"worker .*:\d+ refused: backend \[some other build; kernel=\w[^]]*\]"):
             out = enc.feed(text)
             assert out == b""  # nothing was written before the refusal
             enc.finish()
