@@ -12,12 +12,18 @@
 # different numeric backend: files made on it decode only on the same backend fingerprint.
 set -euo pipefail
 cd "$(dirname "$0")"
+ROOT=$(pwd)
 PY=${PYTHON:-python3}
 LLAMA_VERSION=0.3.36
 CMAKE_FLAGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF -DGGML_BACKEND_DL=OFF -DGGML_CPU_ALL_VARIANTS=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF"
 if [ "${NACRITH_CUDA:-0}" = 1 ]; then CMAKE_FLAGS="$CMAKE_FLAGS -DGGML_CUDA=ON"; fi
 CACHE=${NACRITH_CACHE:-$HOME/.cache/nacrith}
-KEY=$(printf '%s %s %s' "$LLAMA_VERSION" "$CMAKE_FLAGS" "$($PY -c 'import sys;print(sys.version_info[:2])')" | sha256sum | cut -c1-16)
+# nacrith's batch-invariant flash-attention kernel (native/llama/README.md), applied to the pinned
+# sdist before the build; NACRITH_STOCK_LLAMA=1 builds llama.cpp unpatched (the fast attention mode
+# is then unavailable; every other mode and every stream it can write are unchanged).
+PATCH=native/llama/nacrith-fa.patch
+if [ "${NACRITH_STOCK_LLAMA:-0}" = 1 ]; then PATCH_SHA=stock; else PATCH_SHA=$(sha256sum "$PATCH" | cut -c1-16); fi
+KEY=$(printf '%s %s %s %s' "$LLAMA_VERSION" "$CMAKE_FLAGS" "$PATCH_SHA" "$($PY -c 'import sys;print(sys.version_info[:2])')" | sha256sum | cut -c1-16)
 WHEELDIR="$CACHE/wheels/llama_cpp_python-$LLAMA_VERSION-$KEY"
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
@@ -27,11 +33,19 @@ $VPY -m pip install -q -r requirements.txt
 
 if ! ls "$WHEELDIR"/llama_cpp_python-*.whl >/dev/null 2>&1; then
   echo "building llama-cpp-python $LLAMA_VERSION from source (several minutes)..." >&2
-  mkdir -p "$WHEELDIR.tmp"
+  rm -rf "$WHEELDIR.tmp"; mkdir -p "$WHEELDIR.tmp/src"
+  $VPY -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==$LLAMA_VERSION" -d "$WHEELDIR.tmp/src"
+  tar xzf "$WHEELDIR.tmp"/src/llama_cpp_python-$LLAMA_VERSION.tar.gz -C "$WHEELDIR.tmp/src"
+  SRC="$WHEELDIR.tmp/src/llama_cpp_python-$LLAMA_VERSION"
+  if [ "$PATCH_SHA" != stock ]; then
+    # patch(1), or git apply (it works outside a repository, and git cloned this one)
+    if command -v patch >/dev/null; then patch -s -p1 -d "$SRC" < "$PATCH"
+    else (cd "$SRC" && git apply -p1 "$ROOT/$PATCH"); fi
+    grep -q ggml_cpu_nacrith_fa "$SRC/vendor/llama.cpp/ggml/src/ggml-cpu/ops.cpp"
+  fi
   CMAKE_ARGS="$CMAKE_FLAGS" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
-    $VPY -m pip wheel -q --no-cache-dir --no-deps --no-binary llama-cpp-python \
-      "llama-cpp-python==$LLAMA_VERSION" -w "$WHEELDIR.tmp"
-  rm -rf "$WHEELDIR"; mv "$WHEELDIR.tmp" "$WHEELDIR"
+    $VPY -m pip wheel -q --no-cache-dir --no-deps "$SRC" -w "$WHEELDIR.tmp"
+  rm -rf "$WHEELDIR.tmp/src" "$WHEELDIR"; mv "$WHEELDIR.tmp" "$WHEELDIR"
 fi
 $VPY -m pip install -q --force-reinstall --no-deps "$WHEELDIR"/llama_cpp_python-*.whl
 $VPY -m pip install -q "typing-extensions>=4.5" "diskcache>=5.6.1" "jinja2>=2.11.3"

@@ -36,7 +36,7 @@ from bench.common import append_row, cpu_model, find_corpora, read_rows  # noqa:
 from bench.reference import stock_prefill  # noqa: E402
 from nacrith import backend  # noqa: E402
 from nacrith.lanes import decode_lanes, encode_lanes  # noqa: E402
-from nacrith.model import Attention, LlamaContext, Model  # noqa: E402
+from nacrith.model import ATTENTION_MODES, Attention, LlamaContext, Model  # noqa: E402
 from nacrith.params import Window  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "attention.jsonl"
@@ -44,12 +44,16 @@ N_INV = 640
 
 
 def parse(name: str) -> Attention:
-    """``q8_0``, ``q8_0/bf16`` (flash attention on) or ``nofa-f16`` (off)."""
+    """``q8_0``, ``q8_0/bf16`` (flash attention on), ``nofa-f16`` (off), ``f16/bf16+nacrith-fa-1``
+    (through the patched kernel whose marker follows the ``+``)."""
+    if name in ATTENTION_MODES:
+        return ATTENTION_MODES[name]
     flash = 1
+    name, _, kernel = name.partition("+")
     if name.startswith("nofa-"):
         flash, name = 0, name[5:]
     k, _, v = name.partition("/")
-    return Attention(flash, k, v or k)
+    return Attention(flash, k, v or k, kernel)
 
 
 def _ctx(m, att, n_seq=1, cells=1024, nb=256, threads=2):
@@ -67,23 +71,15 @@ def _steps(ctx, seq, lanes):
     return rows
 
 
-def _batched(ctx, seq, nb):
-    out = []
-    for i in range(0, len(seq), nb):
-        j = min(len(seq), i + nb)
-        out.append(ctx.decode(seq[i:j], np.arange(i, j, dtype=np.int32), np.zeros(j - i, np.int32)).copy())
-    return np.concatenate(out)
-
-
 def invariance(m: Model, att: Attention, toks: np.ndarray) -> dict:
     seq = np.concatenate([[m.bos], toks[:N_INV - 1]]).astype(np.int32)
     worst = {}
     with _ctx(m, att) as ctx:
         ref = _steps(ctx, seq, 1)[0]
         ctx.clear()
-        worst["batch256"] = float(np.abs(_batched(ctx, seq, 256) - ref).max())
+        worst["batch256"] = float(np.abs(ctx.prefill(seq, 256) - ref).max())
     with _ctx(m, att, threads=1) as ctx:
-        worst["batch256_1thread"] = float(np.abs(_batched(ctx, seq, 256) - ref).max())
+        worst["batch256_1thread"] = float(np.abs(ctx.prefill(seq, 256) - ref).max())
     if max(worst.values()) == 0:  # the rest only for candidates that passed so far
         for lanes in (8, 16):
             with _ctx(m, att, n_seq=lanes, nb=lanes) as ctx:
@@ -128,7 +124,7 @@ def throughput(m: Model, att: Attention, toks: np.ndarray, nbytes: int) -> dict:
             ctx.clear()
             win = np.concatenate([[m.bos], toks[w0:w0 + 1023]]).astype(np.int32)
             tgt = toks[w0:w0 + 1024]
-            lg = _batched(ctx, win, 256)[:len(tgt)].astype(np.float64)
+            lg = ctx.prefill(win, 256)[:len(tgt)].astype(np.float64)
             mx = lg.max(1, keepdims=True)
             lse = np.log(np.exp(lg - mx).sum(1)) + mx[:, 0]
             bits += float((lse - lg[np.arange(len(tgt)), tgt]).sum() / np.log(2))

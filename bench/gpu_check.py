@@ -23,11 +23,9 @@ def invariance(m, att, n=160) -> dict:
     seq = np.concatenate([[m.bos], toks[:n - 1]]).astype(np.int32)
     out = {}
     with M.LlamaContext(m, n_seq=1, n_ctx_seq=256, n_batch=128, attention=att) as ctx:
-        one = np.concatenate([ctx.decode(seq[i:i + 1], np.array([i], np.int32), np.zeros(1, np.int32)).copy()
-                              for i in range(n)])
+        one = ctx.prefill(seq, 1)
         ctx.clear()
-        full = np.concatenate([ctx.decode(seq[a:a + 128], np.arange(a, min(n, a + 128), dtype=np.int32),
-                                          np.zeros(min(128, n - a), np.int32)).copy() for a in range(0, n, 128)])
+        full = ctx.prefill(seq, 128)
     out["token_by_token_equals_batched"] = bool(np.array_equal(one, full))
     out["max_abs_diff"] = float(np.abs(one - full).max())
     with M.LlamaContext(m, n_seq=4, n_ctx_seq=256, n_batch=128, attention=att) as ctx:

@@ -58,7 +58,7 @@ def main(path, nbytes, attention):
     data = src.read_bytes()[:nbytes]
     session = Session(workers=1)
     ref = stock_prefill(session.model, session.model.tokenize(data), session.threads)
-    opts = Options() if attention is None else Options(attention=attention)
+    opts = session.resolve(Options(attention=attention))
     _row("main", src.name, data, session, opts, ref, level=DEFAULT_LEVEL, attention=opts.attention)
     table()
 
@@ -79,7 +79,8 @@ def drafts(sizes):
                 saved = llm_frame.DRAFT_MAX
                 llm_frame.DRAFT_MAX = k
                 try:
-                    _row("drafts", Path(rel).name, data, session, Options(), ref, draft_max=k)
+                    opts = session.resolve(Options())
+                    _row("drafts", Path(rel).name, data, session, opts, ref, draft_max=k, attention=opts.attention)
                 finally:
                     llm_frame.DRAFT_MAX = saved
     table()
@@ -97,39 +98,41 @@ def levels(paths, nbytes, which):
         data = Path(p).read_bytes()[:nbytes]
         ref = stock_prefill(session.model, session.model.tokenize(data), session.threads)
         for lv in map(int, which.split(",")):
-            _row("levels", Path(p).name, data, session, Options.from_level(lv), ref, level=lv)
+            opts = session.resolve(Options.from_level(lv))
+            _row("levels", Path(p).name, data, session, opts, ref, level=lv, attention=opts.attention)
     table()
+
+
+def _section(title: str, cols: list[str], rows: list[dict], cells) -> list[str]:
+    """A markdown section: title, header of ``cols``, one line of ``cells(row)`` per row."""
+    if not rows:
+        return []
+    return ([f"## {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+            + ["| " + " | ".join(str(c) for c in cells(r)) + " |" for r in rows] + [""])
+
+
+def _rates(r: dict) -> list[str]:
+    return [f"{r['compress_tok_s']} ({r['compress_vs_stock']}x)", f"{r['decompress_tok_s']} ({r['decompress_vs_stock']}x)"]
 
 
 def table() -> None:
     rows = read_rows(OUT)
+    rate_cols = ["compress tok/s (x stock)", "decompress tok/s (x stock)"]
     out = ["# Speed (`bench/speed.py`)", "",
            "Ratios are to stock llama.cpp prefill of the same tokens in the same run (fa auto, f16 KV, "
            "1024-token windows from an empty cache, 512-token batches, logits for every token; "
            "`bench/reference.py`). One process, all cores of the machine.", ""]
-    main_rows = [r for r in rows if r["suite"] == "main"]
-    if main_rows:
-        out += ["## Default level", "", "| date | file (bytes) | attention | bpb | compress tok/s (x stock) "
-                "| decompress tok/s (x stock) | stock tok/s | peak RSS MiB |", "|---|---|---|---|---|---|---|---|"]
-        out += [f"| {r['date']} | {r['file']} ({r['bytes']}) | {r.get('attention', '')} | {r['bpb']} "
-                f"| {r['compress_tok_s']} ({r['compress_vs_stock']}x) | {r['decompress_tok_s']} "
-                f"({r['decompress_vs_stock']}x) | {r['stock_tok_s']} | {r['peak_rss_mb']} |" for r in main_rows]
-        out.append("")
-    d = [r for r in rows if r["suite"] == "drafts"]
-    if d:
-        out += ["## Drafts (speculative decoding of one-lane frames)", "",
-                "| date | file (bytes) | drafts (most per call) | bpb | compress tok/s | decompress tok/s "
-                "(x stock) |", "|---|---|---|---|---|---|"]
-        out += [f"| {r['date']} | {r['file']} ({r['bytes']}) | {r['draft_max'] or 'off'} | {r['bpb']} "
-                f"| {r['compress_tok_s']} | {r['decompress_tok_s']} ({r['decompress_vs_stock']}x) |" for r in d]
-        out.append("")
-    lv = [r for r in rows if r["suite"] == "levels"]
-    if lv:
-        out += ["## Levels", "", "| date | file (bytes) | level | bpb | compress tok/s (x stock) "
-                "| decompress tok/s (x stock) |", "|---|---|---|---|---|---|"]
-        out += [f"| {r['date']} | {r['file']} ({r['bytes']}) | -{r['level']} | {r['bpb']} "
-                f"| {r['compress_tok_s']} ({r['compress_vs_stock']}x) | {r['decompress_tok_s']} "
-                f"({r['decompress_vs_stock']}x) |" for r in lv]
+    suite = lambda name: [r for r in rows if r["suite"] == name]  # noqa: E731
+    out += _section("Default level", ["date", "file (bytes)", "attention", "bpb", *rate_cols, "stock tok/s",
+                                      "peak RSS MiB"], suite("main"),
+                    lambda r: [r["date"], f"{r['file']} ({r['bytes']})", r.get("attention", ""), r["bpb"],
+                               *_rates(r), r["stock_tok_s"], r["peak_rss_mb"]])
+    out += _section("Drafts (speculative decoding of one-lane frames)",
+                    ["date", "file (bytes)", "drafts (most per call)", "bpb", *rate_cols], suite("drafts"),
+                    lambda r: [r["date"], f"{r['file']} ({r['bytes']})", r["draft_max"] or "off", r["bpb"], *_rates(r)])
+    out += _section("Levels", ["date", "file (bytes)", "level", "attention", "bpb", *rate_cols], suite("levels"),
+                    lambda r: [r["date"], f"{r['file']} ({r['bytes']})", f"-{r['level']}", r.get("attention", ""),
+                               r["bpb"], *_rates(r)])
     OUT.with_suffix(".md").write_text("\n".join(out) + "\n")
     print("\n".join(out))
 

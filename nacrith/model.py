@@ -441,6 +441,18 @@ class LlamaContext(_Closing):
         ptr = L.llama_get_logits(self._ctx)
         return np.ctypeslib.as_array(ptr, shape=(n_out, self.n_vocab))
 
+    def prefill(self, tokens: np.ndarray, n_batch: int | None = None, seq: int = 0, pos0: int = 0) -> np.ndarray:
+        """Evaluate one sequence's ``tokens`` (int32, shape (n,)) at positions pos0.. in batches of
+        ``n_batch`` (default: this context's) and return a float32 copy of the logits of every token,
+        shape (n, n_vocab). Raises BackendError as ``decode``."""
+        nb = n_batch or self.n_batch
+        out = []
+        for i in range(0, len(tokens), nb):
+            j = min(len(tokens), i + nb)
+            out.append(self.decode(tokens[i:j], np.arange(pos0 + i, pos0 + j, dtype=np.int32),
+                                   np.full(j - i, seq, np.int32)).copy())
+        return np.concatenate(out) if out else np.zeros((0, self.n_vocab), np.float32)
+
     def seq_rm(self, seq: int, p0: int, p1: int) -> None:
         """Remove positions [p0, p1) of ``seq`` from the KV cache (p1 < 0: to the end)."""
         if not llama().llama_memory_seq_rm(self._mem, seq, p0, p1):

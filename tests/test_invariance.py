@@ -34,16 +34,7 @@ def tokens(session):
 
 
 def _one_by_one(ctx, seq):
-    return np.concatenate([ctx.decode(seq[i:i + 1], np.array([i], np.int32), np.zeros(1, np.int32)).copy()
-                           for i in range(len(seq))])
-
-
-def _batched(ctx, seq, nb):
-    out = []
-    for i in range(0, len(seq), nb):
-        j = min(len(seq), i + nb)
-        out.append(ctx.decode(seq[i:j], np.arange(i, j, dtype=np.int32), np.zeros(j - i, np.int32)).copy())
-    return np.concatenate(out)
+    return ctx.prefill(seq, 1)
 
 
 def test_batch_shape_and_threads_do_not_change_logits(session, tokens, att):
@@ -52,11 +43,11 @@ def test_batch_shape_and_threads_do_not_change_logits(session, tokens, att):
     with LlamaContext(m, n_seq=1, n_ctx_seq=256, n_batch=128, n_threads=2, attention=att) as ctx:
         ref = _one_by_one(ctx, seq)
         ctx.clear()
-        full = _batched(ctx, seq, 128)
+        full = ctx.prefill(seq, 128)
         ctx.clear()
-        odd = _batched(ctx, seq, 37)
+        odd = ctx.prefill(seq, 37)
     with LlamaContext(m, n_seq=1, n_ctx_seq=256, n_batch=128, n_threads=1, attention=att) as ctx:
-        one_thread = _batched(ctx, seq, 128)
+        one_thread = ctx.prefill(seq, 128)
     assert np.array_equal(ref, full), f"batched prefill differs: max |diff| {np.abs(ref - full).max()}"
     assert np.array_equal(ref, odd)
     assert np.array_equal(ref, one_thread), "logits depend on the thread count"
@@ -66,7 +57,7 @@ def test_lanes_in_one_batch_match_a_lane_alone(session, tokens, att):
     m = session.model
     seq = np.concatenate([[m.bos], tokens[:N - 1]]).astype(np.int32)
     with LlamaContext(m, n_seq=1, n_ctx_seq=256, n_batch=128, attention=att) as ctx:
-        ref = _batched(ctx, seq, 128)
+        ref = ctx.prefill(seq, 128)
     with LlamaContext(m, n_seq=3, n_ctx_seq=256, n_batch=128, attention=att) as ctx:
         rows = {s: [] for s in range(3)}
         for i in range(N):
@@ -119,5 +110,5 @@ def test_contexts_past_512_cells(session, att):
     with LlamaContext(m, n_seq=1, n_ctx_seq=768, n_batch=256, n_threads=2, attention=att) as ctx:
         ref = _one_by_one(ctx, seq)
     with LlamaContext(m, n_seq=1, n_ctx_seq=768, n_batch=256, n_threads=1, attention=att) as ctx:
-        batched = _batched(ctx, seq, 256)
+        batched = ctx.prefill(seq, 256)
     assert np.array_equal(ref, batched), f"max |diff| {np.abs(ref - batched).max()}"
