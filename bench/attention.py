@@ -36,7 +36,7 @@ from bench.common import append_row, cpu_model, find_corpora, read_rows  # noqa:
 from bench.reference import stock_prefill  # noqa: E402
 from nacrith import backend  # noqa: E402
 from nacrith.lanes import decode_lanes, encode_lanes  # noqa: E402
-from nacrith.model import ATTENTION_MODES, Attention, LlamaContext, Model  # noqa: E402
+from nacrith.model import ATTENTION_MODES, Attention, LlamaContext, Model, attention_kernel  # noqa: E402
 from nacrith.params import Window  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "attention.jsonl"
@@ -166,7 +166,7 @@ def main(candidates, nbytes, threads, skip_speed_if_variant, one):
     data = (find_corpora() / "canterbury" / "alice29.txt").read_bytes()[:nbytes]
     toks = m.tokenize(data)
     ref = stock_prefill(m, toks, threads)
-    build = backend.fingerprint(None)
+    build = backend.fingerprint(None) + (f" patched={attention_kernel()}" if attention_kernel() else "")
     for name in candidates.split(","):
         att = parse(name)
         row = dict(candidate=att.name, build=build, cpu=cpu_model(), threads=threads, bytes=nbytes,
@@ -199,6 +199,7 @@ def table() -> None:
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         bld = "LLAMAFILE" if "LLAMAFILE" in r.get("build", "") else "no LLAMAFILE"
+        bld += " + nacrith-fa patch" if "patched=" in r.get("build", "") else ""
         if "error" in r:
             lines.append(f"| {r['date']} | {bld} | {r['candidate']} | refused: {r['error'][:60]} | | | | | | |")
             continue

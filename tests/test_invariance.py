@@ -1,6 +1,6 @@
 """The property the whole format rests on: llama.cpp logits do not depend on how tokens are
 batched (one at a time, large prefill batches, several lanes per batch), on the thread count,
-or on which lanes share a context, with nacrith's settings (flash attention, q8_0 KV cache).
+or on which lanes share a context, in every attention mode a stream may name (nacrith.model.ATTENTION_MODES).
 
 If an upgrade of llama-cpp-python breaks this, these tests fail instead of files decoding wrong.
 """
