@@ -93,7 +93,7 @@ def drafts(sizes):
 def levels(paths, nbytes, which):
     """bpb and tokens/s of each level on a prefix of each FILE."""
     session = Session(workers=1)
-    paths = paths or (str(find_corpora() / "canterbury" / "alice29.txt"), str(find_corpora() / "enwik6"))
+    paths = paths or (str(find_corpora() / "canterbury" / "alice29.txt"), str(find_corpora() / "enwik" / "enwik6"))
     for p in paths:
         data = Path(p).read_bytes()[:nbytes]
         ref = stock_prefill(session.model, session.model.tokenize(data), session.threads)

@@ -82,7 +82,7 @@ def _level(window: Window, min_lane_tokens: int, max_lanes: int = 8, ensemble: E
 # Compression levels, as zstd's and xz's: each a preset of recorded settings. Speed comes from a
 # smaller KV window (attention costs per cached position) and more, shorter lanes (decoding
 # batches one token of every lane per llama_decode); ratio from the opposite. Measured:
-# bench/results/levels.md.
+# bench/results/speed.md ("Levels").
 LEVELS = {
     1: _level(Window(256, 4, 64), 1024, 16),
     2: _level(Window(512, 4, 128), 1024, 16),
