@@ -62,12 +62,16 @@ DEFAULT_CONFIGS = ["llm-only", "+ngram (linear mixer)", "+bias", "+ngram +bias l
               "default: Options' default window).")
 @click.option("--llm-path", is_flag=True, help="Code the LLM frame alone (no binary candidates, no "
               "guard): its payload, decoded and checked, even where xz or zstd would win.")
+@click.option("--encode-only", is_flag=True, help="With --llm-path: encode only (a ratio measured in one "
+              "run, not decoded: the row says verified false), for windows whose decoding takes hours here.")
 @click.option("--note", default="", help="A note recorded with every row.")
 @click.option("--table", is_flag=True, help="Only print the table of recorded rows.")
-def main(enwik_bytes, configs, files, nbytes, lane_grid, windows, llm_path, note, table):
+def main(enwik_bytes, configs, files, nbytes, lane_grid, windows, llm_path, encode_only, note, table):
     if table:
         print_table()
         return
+    if encode_only and not llm_path:
+        raise click.UsageError("--encode-only needs --llm-path")
     inputs = {"alice29": lambda: (CORPORA / "canterbury/alice29.txt").read_bytes(),
               "enwik6": lambda: (CORPORA / "enwik/enwik6").read_bytes()[:enwik_bytes],
               "fields.c": lambda: (CORPORA / "canterbury/fields.c").read_bytes(),
@@ -87,7 +91,7 @@ def main(enwik_bytes, configs, files, nbytes, lane_grid, windows, llm_path, note
             for mlt, ml in grid:
                 for win in wins:
                     opts = Options(ensemble=CONFIGS[name], window=win, min_lane_tokens=mlt, max_lanes=ml)
-                    row = measure(session, fname, data, name, opts, llm_path)
+                    row = measure(session, fname, data, name, opts, llm_path, encode_only)
                     if note:
                         row["note"] = note
                     append_row(OUT, row)
@@ -95,8 +99,10 @@ def main(enwik_bytes, configs, files, nbytes, lane_grid, windows, llm_path, note
     print_table()
 
 
-def llm_round_trip(session: Session, data: bytes, opts: Options, stats: dict) -> tuple[int, float, float]:
-    """(payload bytes, encode s, decode s) of ``data`` as one LLM frame, decoded and checked."""
+def llm_round_trip(session: Session, data: bytes, opts: Options, stats: dict,
+                   decode: bool = True) -> tuple[int, float, float | None]:
+    """(payload bytes, encode s, decode s) of ``data`` as one LLM frame, decoded and checked
+    (``decode`` false: not decoded, decode s ``None``)."""
     from nacrith.llm_frame import decode_group, encode_llm_frame, lane_bytes
     from nacrith.container import read_llm_payload
 
@@ -105,6 +111,8 @@ def llm_round_trip(session: Session, data: bytes, opts: Options, stats: dict) ->
     t1 = time.perf_counter()
     if payload is None:
         raise SystemExit("not an LLM frame (its tokens do not reproduce it)")
+    if not decode:
+        return len(payload), t1 - t0, None
     counts, streams = read_llm_payload(payload, len(data), 0)
     lanes = decode_group(session, [bytes(s) for s in streams], counts, opts.window, opts.ensemble, len(data))
     back = b"".join(lane_bytes(session.model, t, e) for t, e in lanes)
@@ -114,12 +122,13 @@ def llm_round_trip(session: Session, data: bytes, opts: Options, stats: dict) ->
     return len(payload), t1 - t0, t2 - t1
 
 
-def measure(session: Session, fname: str, data: bytes, name: str, opts: Options, llm_path: bool) -> dict:
-    """One verified round trip of ``data`` with ``opts``: its row."""
+def measure(session: Session, fname: str, data: bytes, name: str, opts: Options, llm_path: bool,
+            encode_only: bool = False) -> dict:
+    """One verified round trip of ``data`` with ``opts`` (``encode_only``: one encode): its row."""
     ens = opts.ensemble
     stats: dict = {}
     if llm_path:
-        size, te, td = llm_round_trip(session, data, opts, stats)
+        size, te, td = llm_round_trip(session, data, opts, stats, decode=not encode_only)
     else:
         r = timed_round_trip(session, data, opts, f"{fname} {name}")
         stats = r["stats"]
@@ -128,13 +137,13 @@ def measure(session: Session, fname: str, data: bytes, name: str, opts: Options,
     n_lanes = max(1, min(opts.max_lanes, n // opts.min_lane_tokens)) if n else 0
     return dict(file=fname, bytes=len(data), config=name, ensemble=ens.describe(),
                 bpb=round(8 * size / len(data), 4), compressed=size, tokens=n,
-                enc_tok_s=round(n / te, 1), dec_tok_s=round(n / td, 1),
+                enc_tok_s=round(n / te, 1), dec_tok_s=round(n / td, 1) if td else None,
                 skipped_pct=round(100 * stats.get("skipped", 0) / max(n, 1), 2),
                 peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 lanes=n_lanes, max_lanes=opts.max_lanes, min_lane_tokens=opts.min_lane_tokens,
-                window=opts.window.size, frames=stats.get("frames", {"llm (payload only)": 1} if llm_path else {}),
+                window=opts.window.size, attention=session.resolve(opts).attention, frames=stats.get("frames", {"llm (payload only)": 1} if llm_path else {}),
                 llm_path=llm_path, threads=session.threads, workers=session.workers,
-                verified=True, date=time.strftime("%Y-%m-%d"))
+                verified=td is not None, date=time.strftime("%Y-%m-%d"))
 
 
 def print_table() -> None:
@@ -142,7 +151,7 @@ def print_table() -> None:
     latest = {}
     for r in rows:
         key = (r["file"], r["bytes"], r["config"], r.get("min_lane_tokens", 2048), r.get("max_lanes", 8),
-               r.get("window", 1024), r.get("llm_path", False))
+               r.get("window", 1024), r.get("llm_path", False), r.get("verified", True))
         latest[key] = r
     print("| file (bytes) | configuration | lanes (min tokens, max) | window | bpb | vs LLM only | "
           "compress tok/s | decompress tok/s | skipped | peak RSS MB |")
@@ -155,10 +164,11 @@ def print_table() -> None:
         if r.get("note"):
             notes += [] if r["note"] in notes else [r["note"]]
             mark = " " + "*" * (notes.index(r["note"]) + 1)
-        what = f"{r['file']} ({r['bytes']})" + (", LLM frame" if r.get("llm_path") else "")
+        what = f"{r['file']} ({r['bytes']})" + (", LLM frame" if r.get("llm_path") else "") + \
+            ("" if r.get("verified", True) else ", encoded only")
         lanes = f"{r['lanes']} ({key[3]}, {key[4]})"
         print(f"| {what} | {r['config']}{mark} | {lanes} | {key[5]} | {r['bpb']:.4f} | {rel} | {r['enc_tok_s']} | "
-              f"{r['dec_tok_s']} | {r['skipped_pct']} % | {r['peak_rss_mb']} |")
+              f"{r['dec_tok_s'] or ''} | {r['skipped_pct']} % | {r['peak_rss_mb']} |")
     for i, n in enumerate(notes):
         print(f"\n{'*' * (i + 1)} {n}")
 

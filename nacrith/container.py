@@ -58,7 +58,9 @@ K_WRITER = 0x81
 MODEL_PRESETS = {1: ("b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
                      "SmolLM2-135M-Instruct Q4_1")}
 BACKEND_PRESETS = {1: "llama-cpp-python 0.3.36; CPU SSE3 SSSE3 AVX AVX2 F16C FMA BMI2 LLAMAFILE OPENMP REPACK; "
-                      "fa=1 kv=q8_0 rot=1"}
+                      "fa=1 kv=q8_0 rot=1",
+                   2: "llama-cpp-python 0.3.36; CPU SSE3 SSSE3 AVX AVX2 F16C FMA BMI2 LLAMAFILE OPENMP REPACK; "
+                      "fa=1 kv=f16/bf16 kernel=nacrith-fa-1 rot=1"}
 
 
 def frame_checksum(data: bytes) -> bytes:
