@@ -2,7 +2,7 @@
 same tokens measured in the same run (``bench/reference.py``), every row a verified round trip.
 
     .venv/bin/python bench/speed.py main   [FILE] [--bytes N]      # default level: the issue's row
-    .venv/bin/python bench/speed.py drafts [--sizes 2048,4096,8192,16384]   # one-lane decode
+    .venv/bin/python bench/speed.py drafts [--sizes 2048,...] [--min-match 3,8] [FILE...]  # one-lane decode
     .venv/bin/python bench/speed.py levels [--bytes 16000] [--levels 1,...,9] FILE...
 
 ``main``: compress/decompress tokens/s of FILE (default: all of alice29.txt) at the default level,
@@ -64,25 +64,30 @@ def main(path, nbytes, attention):
 
 
 @cli.command()
+@click.argument("paths", nargs=-1)
 @click.option("--sizes", default="2048,4096,8192,16384", show_default=True)
-def drafts(sizes):
-    """One-lane frames decoded with and without drafts."""
+@click.option("--min-match", "min_match", default=str(llm_frame.DRAFT_MIN_MATCH), show_default=True,
+              help="Comma-separated DRAFT_MIN_MATCH values to try beside no drafts.")
+def drafts(paths, sizes, min_match):
+    """One-lane frames decoded with and without drafts (FILE...: default alice29.txt, xargs.1)."""
     session = Session(workers=1)
-    for rel in ("canterbury/alice29.txt", "canterbury/xargs.1"):
-        full = (find_corpora() / rel).read_bytes()
+    paths = paths or (str(find_corpora() / "canterbury" / "alice29.txt"), str(find_corpora() / "canterbury" / "xargs.1"))
+    for p in paths:
+        full = Path(p).read_bytes()
         for size in map(int, sizes.split(",")):
             data = full[:size]
             if len(data) < size:
                 continue
             ref = stock_prefill(session.model, session.model.tokenize(data), session.threads)
-            for k in (0, llm_frame.DRAFT_MAX):
-                saved = llm_frame.DRAFT_MAX
-                llm_frame.DRAFT_MAX = k
+            for k, mm in [(0, 0)] + [(llm_frame.DRAFT_MAX, int(x)) for x in min_match.split(",")]:
+                saved = llm_frame.DRAFT_MAX, llm_frame.DRAFT_MIN_MATCH
+                llm_frame.DRAFT_MAX, llm_frame.DRAFT_MIN_MATCH = k, mm or saved[1]
                 try:
                     opts = session.resolve(Options())
-                    _row("drafts", Path(rel).name, data, session, opts, ref, draft_max=k, attention=opts.attention)
+                    _row("drafts", Path(p).name, data, session, opts, ref, draft_max=k,
+                         draft_min_match=mm or None, attention=opts.attention)
                 finally:
-                    llm_frame.DRAFT_MAX = saved
+                    llm_frame.DRAFT_MAX, llm_frame.DRAFT_MIN_MATCH = saved
     table()
 
 
@@ -128,8 +133,10 @@ def table() -> None:
                     lambda r: [r["date"], f"{r['file']} ({r['bytes']})", r.get("attention", ""), r["bpb"],
                                *_rates(r), r["stock_tok_s"], r["peak_rss_mb"]])
     out += _section("Drafts (speculative decoding of one-lane frames)",
-                    ["date", "file (bytes)", "drafts (most per call)", "bpb", *rate_cols], suite("drafts"),
-                    lambda r: [r["date"], f"{r['file']} ({r['bytes']})", r["draft_max"] or "off", r["bpb"], *_rates(r)])
+                    ["date", "file (bytes)", "drafts (most per call)", "min match (tokens)", "bpb", *rate_cols],
+                    suite("drafts"),
+                    lambda r: [r["date"], f"{r['file']} ({r['bytes']})", r["draft_max"] or "off",
+                               r.get("draft_min_match") or (3 if r["draft_max"] else ""), r["bpb"], *_rates(r)])
     out += _section("Levels", ["date", "file (bytes)", "level", "attention", "bpb", *rate_cols], suite("levels"),
                     lambda r: [r["date"], f"{r['file']} ({r['bytes']})", f"-{r['level']}", r.get("attention", ""),
                                r["bpb"], *_rates(r)])

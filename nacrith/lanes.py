@@ -169,11 +169,15 @@ class PromptLookup:
     the latest earlier occurrence of the last ``n`` tokens. Execution only: a draft changes how
     many tokens one ``llama_decode`` evaluates, never a logit (batch invariance).
 
-    The draft length adapts: doubled (up to ``k_max``) when a whole draft was right, back to 1
-    when its first token was wrong."""
+    A draft is proposed only where that occurrence matches at least ``min_match`` tokens back
+    (on prose a 3-token match rarely predicts the next tokens, and a wrong draft costs its
+    output-layer rows and a ``seq_rm``). The draft length adapts: doubled (up to ``k_max``)
+    when a whole draft was right, back to 1 when its first token was wrong."""
 
-    def __init__(self, n: int = 3, k_max: int = 8):
-        self.n, self.k_max, self.k = n, k_max, 1
+    def __init__(self, n: int = 3, k_max: int = 8, min_match: int = 3):
+        if not 1 <= n <= min_match:
+            raise ValueError("PromptLookup needs 1 <= n <= min_match")
+        self.n, self.k_max, self.min_match, self.k = n, k_max, min_match, 1
         self.last: dict[tuple, int] = {}
 
     def add(self, out: np.ndarray, t: int) -> None:
@@ -187,6 +191,11 @@ class PromptLookup:
             return []
         p = self.last.get(tuple(out[t - self.n:t].tolist()))
         if p is None:
+            return []
+        m = self.n
+        while m < self.min_match and p - m - 1 >= 0 and out[p - m - 1] == out[t - m - 1]:
+            m += 1
+        if m < self.min_match:
             return []
         return out[p:min(p + min(self.k, room), t)].tolist()
 

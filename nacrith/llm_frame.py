@@ -29,6 +29,9 @@ Progress = Callable[[int], None]
 OVERRUN_BITS = 64  # a valid lane stream is never read past its end (native/NOTES.md)
 DRAFT_MAX = 8
 """Most draft tokens per ``llama_decode`` when decoding a one-lane frame (0: no drafts)."""
+DRAFT_MIN_MATCH = 3
+"""Tokens the lane's recent history must match an earlier occurrence by before that occurrence's
+continuation is drafted (``PromptLookup.min_match``; ``bench/speed.py drafts`` measures it)."""
 DECODER_SCHEDULE: bool | None = None
 """Encode with the decoder's schedule (one token per lane per step): ``None`` when layers run
 on a GPU (whose logits depend on batch shape), ``True`` always (tests, ``bench/gpu_check.py``)."""
@@ -163,7 +166,7 @@ def decode_group(session: Session, streams: list[bytes], counts: list[int], wind
 
     if drafted:
         lanes = [decode_lane_drafted(ctx, counts[0], m.bos, window, choose, needs_llm,
-                                     PromptLookup(k_max=DRAFT_MAX), stats)]
+                                     PromptLookup(k_max=DRAFT_MAX, min_match=DRAFT_MIN_MATCH), stats)]
     else:
         lanes = decode_lanes(ctx, counts, m.bos, window, choose, needs_llm)
     return list(zip(lanes, escapes))

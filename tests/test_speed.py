@@ -35,6 +35,22 @@ def test_prompt_lookup_drafts_what_followed_the_last_occurrence():
     assert PromptLookup().propose(out, 2, room=4) == []  # shorter than n: no draft
 
 
+def test_prompt_lookup_drafts_only_after_a_long_enough_match():
+    out = np.array([1, 5, 6, 7, 8, 9, 2, 5, 6, 7, 0], np.int32)  # 5 6 7 repeats, 1 != 2 before it
+    for min_match, want in ((3, [8]), (4, [])):
+        d = PromptLookup(n=3, k_max=4, min_match=min_match)
+        for t in range(1, 11):
+            d.add(out, t)
+        assert d.propose(out, 10, room=4) == want
+    out[6] = 1  # now 1 5 6 7 matches too
+    d = PromptLookup(n=3, k_max=4, min_match=4)
+    for t in range(1, 11):
+        d.add(out, t)
+    assert d.propose(out, 10, room=4) == [8]
+    with pytest.raises(ValueError):
+        PromptLookup(n=3, min_match=2)
+
+
 def test_drafted_decoder_sees_the_plain_schedule_logits(session):
     """Across a window slide, on repetitive text (long drafts accepted) and prose (many rejected):
     every step's logits equal the encoder's, and fewer llama_decode calls are made."""
