@@ -24,6 +24,10 @@ MIN_BINARY_RUN = 256  # shorter binary runs inside text become escapes
 ESCAPE_BITS = 40.0  # estimated cost of one escaped byte (escape symbol + length + byte)
 BITS_PER_TOKEN = 2.5  # LLM cost per token assumed by the estimate (measured 4.1 on alice29: the
 # estimate leans towards trying the LLM; every frame still keeps the smallest of its candidates)
+TEXT_BYTES_PER_TOKEN = 1.8  # a block whose tokens are this long on average is text whatever zstd
+# makes of it: repetitive text (logs: 2.0 bytes/token, zstd-3 under the 2.5 bits/token estimate)
+# costs the LLM with its match model far less than 2.5 bits/token (Apache_2k.log: 0.55), while
+# binary data tokenizes into about one byte per token (kennedy.xls 1.03, ptt5 1.00, sum 1.20)
 
 # valid UTF-8 characters (RFC 3629), one at a time
 _UTF8 = re.compile(rb"[\x00-\x7f]|[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]"
@@ -98,7 +102,8 @@ def plan(data: bytes, missing: frozenset, tokenize) -> list[tuple[int, int, bool
 
     Each block of ``BLOCK`` bytes is text when its estimated LLM cost (``BITS_PER_TOKEN`` per
     token of its tokenizable bytes, ``ESCAPE_BITS`` per untokenisable byte) is below its zstd
-    size in bits; then short binary runs inside text become escapes and short text runs between
+    size in bits, or when it is all tokenizable with at least ``TEXT_BYTES_PER_TOKEN`` bytes per
+    token; then short binary runs inside text become escapes and short text runs between
     binary become binary. ``tokenize(bytes) -> sequence`` is the model's tokenizer.
     """
     if not data:
@@ -116,7 +121,9 @@ def plan(data: bytes, missing: frozenset, tokenize) -> list[tuple[int, int, bool
             kinds.append(False)
             continue
         good = arr[a:b][~blk_bad].tobytes() if n_bad else data[a:b]
-        kinds.append(BITS_PER_TOKEN * len(tokenize(good)) + ESCAPE_BITS * n_bad < zbits)
+        n_tok = max(1, len(tokenize(good)))
+        kinds.append(BITS_PER_TOKEN * n_tok + ESCAPE_BITS * n_bad < zbits
+                     or (n_bad == 0 and len(good) >= TEXT_BYTES_PER_TOKEN * n_tok))
     runs = _runs(kinds, len(data))
     runs = _absorb(runs, False, MIN_BINARY_RUN)  # short binary inside text -> text (escapes)
     runs = _absorb(runs, True, MIN_TEXT_RUN)  # short text between binary -> binary

@@ -108,3 +108,19 @@ def test_one_frame_binary_input_is_compressed_once(session, monkeypatch):
     alt = policy.binary_stream(data)
     assert calls == [len(data)] * 2 and len(blob) <= len(alt)
     assert decompress(blob, session) == data
+
+
+def test_repetitive_text_is_planned_as_text_and_binary_stays_binary(session):
+    """The planner's zstd comparison alone sent a web-server log to zstd/lzma2 (zstd-3 packs its
+    repeated lines under the 2.5 bits/token estimate, yet the LLM with its match model codes
+    such a log at about 0.15 bpb): a block of long tokens is text; binary data is not."""
+    from nacrith.segment import TEXT_BYTES_PER_TOKEN, plan
+
+    lines = [f"[Sun Dec 04 04:{47 + i // 60:02d}:{i % 60:02d} 2005] [notice] jk2_init() Found child "
+             f"{6725 + i} in scoreboard slot {6 + i % 5}\n" for i in range(200)]
+    log = "".join(lines).encode()[:8192]
+    model = session.model
+    assert len(log) >= TEXT_BYTES_PER_TOKEN * len(model.tokenize(log))
+    assert plan(log, model.missing_bytes, model.tokenize) == [(0, len(log), True)]
+    xls = corpus("canterbury/kennedy.xls")[:16384]
+    assert plan(xls, model.missing_bytes, model.tokenize) == [(0, len(xls), False)]
