@@ -134,7 +134,7 @@ def table() -> None:
                                *_rates(r), r["stock_tok_s"], r["peak_rss_mb"]])
     out += _section("Drafts (speculative decoding of one-lane frames)",
                     ["date", "file (bytes)", "drafts (most per call)", "min match (tokens)", "bpb", *rate_cols],
-                    suite("drafts"),
+                    suite("drafts"),  # rows from before the gate drafted after any n = 3 token match
                     lambda r: [r["date"], f"{r['file']} ({r['bytes']})", r["draft_max"] or "off",
                                r.get("draft_min_match") or (3 if r["draft_max"] else ""), r["bpb"], *_rates(r)])
     out += _section("Levels", ["date", "file (bytes)", "level", "attention", "bpb", *rate_cols], suite("levels"),

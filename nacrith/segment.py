@@ -121,7 +121,7 @@ def plan(data: bytes, missing: frozenset, tokenize) -> list[tuple[int, int, bool
             kinds.append(False)
             continue
         good = arr[a:b][~blk_bad].tobytes() if n_bad else data[a:b]
-        n_tok = max(1, len(tokenize(good)))
+        n_tok = len(tokenize(good))
         kinds.append(BITS_PER_TOKEN * n_tok + ESCAPE_BITS * n_bad < zbits
                      or (n_bad == 0 and len(good) >= TEXT_BYTES_PER_TOKEN * n_tok))
     runs = _runs(kinds, len(data))

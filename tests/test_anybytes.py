@@ -15,7 +15,7 @@ from nacrith.decoder import decompress
 from nacrith.container import iter_frames
 from nacrith.binary import zstd_reference_size
 from nacrith.container import FRAME_LLM, EndFrame
-from nacrith.segment import split_text
+from nacrith.segment import TEXT_BYTES_PER_TOKEN, plan, split_text
 
 from .conftest import corpus
 
@@ -114,8 +114,6 @@ def test_repetitive_text_is_planned_as_text_and_binary_stays_binary(session):
     """The planner's zstd comparison alone sent a web-server log to zstd/lzma2 (zstd-3 packs its
     repeated lines under the 2.5 bits/token estimate, yet the LLM with its match model codes
     such a log at about 0.15 bpb): a block of long tokens is text; binary data is not."""
-    from nacrith.segment import TEXT_BYTES_PER_TOKEN, plan
-
     lines = [f"[Sun Dec 04 04:{47 + i // 60:02d}:{i % 60:02d} 2005] [notice] jk2_init() Found child "
              f"{6725 + i} in scoreboard slot {6 + i % 5}\n" for i in range(200)]
     log = "".join(lines).encode()[:8192]
