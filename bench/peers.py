@@ -74,11 +74,14 @@ def main(paths, nbytes, llama_zip):
     for p in paths:
         data = Path(p).read_bytes()[:nbytes]
         r = timed_round_trip(session, data, opts, p)
+        llm = bool(r["tokens"]) and not r["stats"].get("fallback")
         n = r["tokens"] or len(session.model.tokenize(data))
         xz = len(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME))
         row = dict(file=Path(p).name, bytes=len(data), level=DEFAULT_LEVEL, tokens=n,
                    nacrith_bytes=len(r["blob"]), nacrith_bpb=round(r["bpb"], 4),
-                   compress_tok_s=round(n / r["compress_s"], 1), decompress_tok_s=round(n / r["decompress_s"], 1),
+                   compress_tok_s=round(n / r["compress_s"], 1),
+                   # a stream without LLM frames decodes without the model: no tokens/s to give
+                   decompress_tok_s=round(n / r["decompress_s"], 1) if llm else None, llm_frames=llm,
                    xz_bytes=xz, xz_bpb=round(8 * xz / len(data), 4), threads=session.threads,
                    cpu=cpu_model(), date=time.strftime("%Y-%m-%d"), verified=True)
         if llama_zip:
@@ -102,7 +105,7 @@ def table() -> None:
         lz = r.get("llama_zip_bpb", "not run")
         vs = f"{100 * r['nacrith_vs_llama_zip']:+.1f} %" if "nacrith_vs_llama_zip" in r else ""
         out.append(f"| {r['date']} | {r['file']} ({r['bytes']}) | {r['nacrith_bpb']} | {lz} | {r['xz_bpb']} | {vs} | "
-                   f"{r['compress_tok_s']} / {r['decompress_tok_s']} |")
+                   f"{r['compress_tok_s']} / {r['decompress_tok_s'] or 'no LLM frame'} |")
     OUT.with_suffix(".md").write_text("\n".join(out) + "\n")
     print("\n".join(out))
 
