@@ -68,7 +68,9 @@ def main(path, nbytes, attention):
 @click.option("--sizes", default="2048,4096,8192,16384", show_default=True)
 @click.option("--min-match", "min_match", default=str(llm_frame.DRAFT_MIN_MATCH), show_default=True,
               help="Comma-separated DRAFT_MIN_MATCH values to try beside no drafts.")
-def drafts(paths, sizes, min_match):
+@click.option("--min-hit-rate", "min_hit", default=str(llm_frame.DRAFT_MIN_HIT_RATE), show_default=True,
+              help="Comma-separated DRAFT_MIN_HIT_RATE values (each with each min match; 0: always draft).")
+def drafts(paths, sizes, min_match, min_hit):
     """One-lane frames decoded with and without drafts (FILE...: default alice29.txt, xargs.1)."""
     session = Session(workers=1)
     paths = paths or (str(find_corpora() / "canterbury" / "alice29.txt"), str(find_corpora() / "canterbury" / "xargs.1"))
@@ -79,15 +81,18 @@ def drafts(paths, sizes, min_match):
             if len(data) < size:
                 continue
             ref = stock_prefill(session.model, session.model.tokenize(data), session.threads)
-            for k, mm in [(0, 0)] + [(llm_frame.DRAFT_MAX, int(x)) for x in min_match.split(",")]:
-                saved = llm_frame.DRAFT_MAX, llm_frame.DRAFT_MIN_MATCH
-                llm_frame.DRAFT_MAX, llm_frame.DRAFT_MIN_MATCH = k, mm or saved[1]
+            grid = [(0, 0, 0.0)] + [(llm_frame.DRAFT_MAX, int(x), float(h)) for x in min_match.split(",")
+                                    for h in min_hit.split(",")]
+            for k, mm, hr in grid:
+                saved = llm_frame.DRAFT_MAX, llm_frame.DRAFT_MIN_MATCH, llm_frame.DRAFT_MIN_HIT_RATE
+                llm_frame.DRAFT_MAX, llm_frame.DRAFT_MIN_MATCH, llm_frame.DRAFT_MIN_HIT_RATE = k, mm or saved[1], hr
                 try:
                     opts = session.resolve(Options())
                     _row("drafts", Path(p).name, data, session, opts, ref, draft_max=k,
-                         draft_min_match=mm or None, attention=opts.attention)
+                         draft_min_match=mm or None, draft_min_hit_rate=hr if k else None,
+                         attention=opts.attention)
                 finally:
-                    llm_frame.DRAFT_MAX, llm_frame.DRAFT_MIN_MATCH = saved
+                    llm_frame.DRAFT_MAX, llm_frame.DRAFT_MIN_MATCH, llm_frame.DRAFT_MIN_HIT_RATE = saved
     table()
 
 
@@ -133,10 +138,13 @@ def table() -> None:
                     lambda r: [r["date"], f"{r['file']} ({r['bytes']})", r.get("attention", ""), r["bpb"],
                                *_rates(r), r["stock_tok_s"], r["peak_rss_mb"]])
     out += _section("Drafts (speculative decoding of one-lane frames)",
-                    ["date", "file (bytes)", "drafts (most per call)", "min match (tokens)", "bpb", *rate_cols],
-                    suite("drafts"),  # rows from before the gate drafted after any n = 3 token match
+                    ["date", "file (bytes)", "drafts (most per call)", "min match (tokens)",
+                     "min hit rate", "bpb", *rate_cols],
+                    # rows from before the gates drafted after any n = 3 token match, at any hit rate
+                    suite("drafts"),
                     lambda r: [r["date"], f"{r['file']} ({r['bytes']})", r["draft_max"] or "off",
-                               r.get("draft_min_match") or (3 if r["draft_max"] else ""), r["bpb"], *_rates(r)])
+                               r.get("draft_min_match") or (3 if r["draft_max"] else ""),
+                               r.get("draft_min_hit_rate", 0.0) if r["draft_max"] else "", r["bpb"], *_rates(r)])
     out += _section("Levels", ["date", "file (bytes)", "level", "attention", "bpb", *rate_cols], suite("levels"),
                     lambda r: [r["date"], f"{r['file']} ({r['bytes']})", f"-{r['level']}", r.get("attention", ""),
                                r["bpb"], *_rates(r)])

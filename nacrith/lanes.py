@@ -172,16 +172,26 @@ class PromptLookup:
     A draft is proposed only where that occurrence matches at least ``min_match`` tokens back
     (on prose a 3-token match rarely predicts the next tokens, and a wrong draft costs its
     output-layer rows and a ``seq_rm``). The draft length adapts: doubled (up to ``k_max``)
-    when a whole draft was right, back to 1 when its first token was wrong."""
+    when a whole draft was right, back to 1 when its first token was wrong. And drafts are only
+    evaluated while they pay: ``hit_rate``, a moving average (weight ``1/8``) of whether each
+    guess's first token came true, is kept for every guess, evaluated or not (one not evaluated
+    is checked for free against the token decoded next; it starts at 1/2); below ``min_hit_rate``
+    the guesses are only watched. A wrong first token costs about a quarter of a step (its output-layer row), a
+    right one saves most of a step, so drafting pays above roughly 1/4."""
 
-    def __init__(self, n: int = 3, k_max: int = 8, min_match: int = 3):
+    def __init__(self, n: int = 3, k_max: int = 8, min_match: int = 3, min_hit_rate: float = 0.3):
         if not 1 <= n <= min_match:
             raise ValueError("PromptLookup needs 1 <= n <= min_match")
         self.n, self.k_max, self.min_match, self.k = n, k_max, min_match, 1
+        self.min_hit_rate, self.hit_rate = min_hit_rate, 0.5
         self.last: dict[tuple, int] = {}
+        self._pending: int | None = None  # first token of the last guess, checked by add()
 
     def add(self, out: np.ndarray, t: int) -> None:
         """``out[:t]`` is known: index the ``n`` tokens ending at ``t - 2`` (followed by ``t - 1``)."""
+        if self._pending is not None:
+            self.hit_rate += ((out[t - 1] == self._pending) - self.hit_rate) * 0.125
+            self._pending = None
         if t - 1 >= self.n:
             self.last[tuple(out[t - 1 - self.n:t - 1].tolist())] = t - 1
 
@@ -196,6 +206,9 @@ class PromptLookup:
         while m < self.min_match and p - m - 1 >= 0 and out[p - m - 1] == out[t - m - 1]:
             m += 1
         if m < self.min_match:
+            return []
+        self._pending = int(out[p])
+        if self.hit_rate < self.min_hit_rate:
             return []
         return out[p:min(p + min(self.k, room), t)].tolist()
 

@@ -32,6 +32,8 @@ DRAFT_MAX = 8
 DRAFT_MIN_MATCH = 3
 """Tokens the lane's recent history must match an earlier occurrence by before that occurrence's
 continuation is drafted (``PromptLookup.min_match``; ``bench/speed.py drafts`` measures it)."""
+DRAFT_MIN_HIT_RATE = 0.3
+"""Drafts are evaluated only while this share of guesses came true (``PromptLookup.min_hit_rate``)."""
 DECODER_SCHEDULE: bool | None = None
 """Encode with the decoder's schedule (one token per lane per step): ``None`` when layers run
 on a GPU (whose logits depend on batch shape), ``True`` always (tests, ``bench/gpu_check.py``)."""
@@ -166,7 +168,8 @@ def decode_group(session: Session, streams: list[bytes], counts: list[int], wind
 
     if drafted:
         lanes = [decode_lane_drafted(ctx, counts[0], m.bos, window, choose, needs_llm,
-                                     PromptLookup(k_max=DRAFT_MAX, min_match=DRAFT_MIN_MATCH), stats)]
+                                     PromptLookup(k_max=DRAFT_MAX, min_match=DRAFT_MIN_MATCH,
+                                                  min_hit_rate=DRAFT_MIN_HIT_RATE), stats)]
     else:
         lanes = decode_lanes(ctx, counts, m.bos, window, choose, needs_llm)
     return list(zip(lanes, escapes))

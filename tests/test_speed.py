@@ -51,6 +51,21 @@ def test_prompt_lookup_drafts_only_after_a_long_enough_match():
         PromptLookup(n=3, min_match=2)
 
 
+def test_prompt_lookup_stops_drafting_while_guesses_fail_and_resumes_when_they_come_true():
+    d = PromptLookup(n=1, k_max=1, min_match=1, min_hit_rate=0.3)
+    out = np.zeros(400, np.int32)
+    out[0] = 7
+    t, drafted = 1, []
+    for i in range(400 - 1):
+        d.add(out, t)
+        drafted.append(bool(d.propose(out, t, room=1)))
+        # first 7 then a fresh token (every guess wrong), later 7 7 7 ... (every guess right)
+        out[t] = 7 if (i % 2 == 1 or i >= 200) else 1000 + i
+        t += 1
+    assert 1 <= sum(drafted[:200]) <= 6  # a guess every other step: closed after a few misses
+    assert d.hit_rate > 0.9 and all(drafted[260:])  # watched guesses came true: open again
+
+
 def test_drafted_decoder_sees_the_plain_schedule_logits(session):
     """Across a window slide, on repetitive text (long drafts accepted) and prose (many rejected):
     every step's logits equal the encoder's, and fewer llama_decode calls are made."""
