@@ -1,12 +1,14 @@
 """The speed reference every nacrith rate is divided by: stock llama.cpp prefill of the same tokens.
 
-    .venv/bin/python bench/reference.py [FILE] [--bytes N] [--threads T]
+    .venv/bin/python bench/reference.py [FILE] [--bytes N] [--threads T] [--batch B]
 
 llama.cpp's own default context settings (flash attention auto, f16 K and V cache), the text's
 tokens cut into 1024-token windows, each evaluated from an empty KV cache in 512-token batches
 with logits for every token (what a compressor needs), then the same with the last logits only.
 It uses the same ``llama_model`` (the same weights in memory) as nacrith, so the ratio
 ``nacrith tokens/s / reference tokens/s`` measured in one sitting cancels the machine's drift.
+``--batch 1`` times stock token-by-token evaluation instead (llama.cpp's generation loop): what a
+one-lane decoder without drafts, one token per ``llama_decode``, can at best reach.
 """
 
 from __future__ import annotations
@@ -79,13 +81,14 @@ def main() -> None:
     @click.argument("path", required=False)
     @click.option("--bytes", "nbytes", type=int, default=None, help="Prefix of FILE (default: all).")
     @click.option("--threads", type=int, default=None)
-    def cli(path, nbytes, threads):
+    @click.option("--batch", type=int, default=512, show_default=True, help="Tokens per llama_decode.")
+    def cli(path, nbytes, threads, batch):
         src = Path(path) if path else find_corpora() / "canterbury" / "alice29.txt"
         data = src.read_bytes()[:nbytes]
         m = Model()
         toks = m.tokenize(data)
         for all_logits in (True, False):
-            r = stock_prefill(m, toks, threads, logits_all=all_logits)
+            r = stock_prefill(m, toks, threads, batch=batch, logits_all=all_logits)
             print(f"{src.name} {len(data)} B: {r}")
 
     cli()

@@ -80,7 +80,10 @@ def drafts(paths, sizes, min_match, min_hit):
             data = full[:size]
             if len(data) < size:
                 continue
-            ref = stock_prefill(session.model, session.model.tokenize(data), session.threads)
+            toks = session.model.tokenize(data)
+            ref = stock_prefill(session.model, toks, session.threads)
+            # stock's own one-token-per-call loop: the fair reference of a one-lane decoder
+            gen = stock_prefill(session.model, toks, session.threads, batch=1)
             grid = [(0, 0, 0.0)] + [(llm_frame.DRAFT_MAX, int(x), float(h)) for x in min_match.split(",")
                                     for h in min_hit.split(",")]
             for k, mm, hr in grid:
@@ -90,7 +93,7 @@ def drafts(paths, sizes, min_match, min_hit):
                     opts = session.resolve(Options())
                     _row("drafts", Path(p).name, data, session, opts, ref, draft_max=k,
                          draft_min_match=mm or None, draft_min_hit_rate=hr if k else None,
-                         attention=opts.attention)
+                         attention=opts.attention, stock_one_token_tok_s=gen["tok_s"])
                 finally:
                     llm_frame.DRAFT_MAX, llm_frame.DRAFT_MIN_MATCH, llm_frame.DRAFT_MIN_HIT_RATE = saved
     table()
@@ -139,12 +142,15 @@ def table() -> None:
                                *_rates(r), r["stock_tok_s"], r["peak_rss_mb"]])
     out += _section("Drafts (speculative decoding of one-lane frames)",
                     ["date", "file (bytes)", "drafts (most per call)", "min match (tokens)",
-                     "min hit rate", "bpb", *rate_cols],
+                     "min hit rate", "bpb", *rate_cols,
+                     "stock one token per call tok/s (decompress x it)"],
                     # rows from before the gates drafted after any n = 3 token match, at any hit rate
                     suite("drafts"),
                     lambda r: [r["date"], f"{r['file']} ({r['bytes']})", r["draft_max"] or "off",
                                r.get("draft_min_match") or (3 if r["draft_max"] else ""),
-                               r.get("draft_min_hit_rate", 0.0) if r["draft_max"] else "", r["bpb"], *_rates(r)])
+                               r.get("draft_min_hit_rate", 0.0) if r["draft_max"] else "", r["bpb"], *_rates(r),
+                               f"{r['stock_one_token_tok_s']} ({r['decompress_tok_s'] / r['stock_one_token_tok_s']:.3f}x)"
+                               if "stock_one_token_tok_s" in r else "not run"])
     out += _section("Levels", ["date", "file (bytes)", "level", "attention", "bpb", *rate_cols], suite("levels"),
                     lambda r: [r["date"], f"{r['file']} ({r['bytes']})", f"-{r['level']}", r.get("attention", ""),
                                r["bpb"], *_rates(r)])
