@@ -173,11 +173,12 @@ class PromptLookup:
     (on prose a 3-token match rarely predicts the next tokens, and a wrong draft costs its
     output-layer rows and a ``seq_rm``). The draft length adapts: doubled (up to ``k_max``)
     when a whole draft was right, back to 1 when its first token was wrong. And drafts are only
-    evaluated while they pay: ``hit_rate``, a moving average (weight ``1/8``) of whether each
-    guess's first token came true, is kept for every guess, evaluated or not (one not evaluated
-    is checked for free against the token decoded next; it starts at 1/2); below ``min_hit_rate``
-    the guesses are only watched. A wrong first token costs about a quarter of a step (its output-layer row), a
-    right one saves most of a step, so drafting pays above roughly 1/4."""
+    evaluated while they pay: ``hit_rate``, a moving average (weight ``1/8``, start ``1/2``) of
+    whether each guess's first token came true, is kept for every guess, evaluated or not (one
+    not evaluated is checked for free against the token decoded next); below ``min_hit_rate``
+    the guesses are only watched. A wrong first token costs about a quarter of a step (its
+    output-layer row), a right one saves most of a step, so drafting pays above roughly 1/4.
+    Measured: ``bench/results/speed.md`` ("Drafts")."""
 
     def __init__(self, n: int = 3, k_max: int = 8, min_match: int = 3, min_hit_rate: float = 0.3):
         if not 1 <= n <= min_match:
