@@ -107,8 +107,15 @@ def atomic_output(path: str, force: bool, like: str | None = None):
         except OSError:
             pass
     d = os.path.dirname(os.path.abspath(path))
+    base = os.path.basename(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
+        name_max = os.pathconf(d, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    # ".NAME.XXXXXXXX.tmp"; an output name too long for that gets a short temporary name
+    prefix = "." + base + "." if len(os.fsencode(base)) + 14 <= name_max else ".nacrith."
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=d)
     except OSError as e:  # name the output, not the temporary file
         raise CliError(f"{path}: {e.strerror or e}") from None
     _TEMPS.add(tmp)
@@ -119,6 +126,10 @@ def atomic_output(path: str, force: bool, like: str | None = None):
             os.fsync(f.fileno())
         if st is not None:
             _copy_stat(tmp, st)
+        else:  # no file to copy from (standard input): the umask's mode, as open(2) gives
+            mask = os.umask(0o022)
+            os.umask(mask)
+            os.chmod(tmp, 0o666 & ~mask)
         try:
             os.replace(tmp, path)
         except OSError as e:

@@ -449,6 +449,25 @@ def test_outputs_get_the_inputs_mtime_and_permissions(runner, tmp_path):
     assert st.st_mtime_ns == 1_300_000_000_000_000_000 and st.st_mode & 0o777 == 0o604
 
 
+def test_output_from_standard_input_follows_the_umask_and_long_names_fit(runner, tmp_path):
+    data = _binary(1800, 6)
+    out = tmp_path / "s.nc"
+    old = os.umask(0o027)
+    try:
+        r = runner.invoke(cli.main, ["-q", "-o", str(out)], input=data)
+    finally:
+        os.umask(old)
+    assert r.exit_code == 0, r.output
+    assert out.stat().st_mode & 0o777 == 0o640  # 0666 & ~umask, as gzip/zstd give
+    src = tmp_path / ("L" * 240)  # NAME.nc fits in 255 bytes; its ".NAME.nc.XXXXXXXX.tmp" would not
+    src.write_bytes(data)
+    r = runner.invoke(cli.main, ["-q", str(src)])
+    assert r.exit_code == 0, r.output
+    src.unlink()
+    assert runner.invoke(cli.main, ["-q", "-d", str(src) + ".nc"]).exit_code == 0
+    assert src.read_bytes() == data and not list(tmp_path.glob("*.tmp"))
+
+
 def test_recursive(runner, tmp_path):
     d = tmp_path / "d"
     (d / "sub").mkdir(parents=True)
