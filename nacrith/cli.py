@@ -432,19 +432,21 @@ def _list_one(job: Job, name: str) -> None:
     else:
         with open(name, "rb") as f:  # mapped, not read: listing a huge file stays small in memory
             blob = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if os.path.getsize(name) else b""
-    click.echo(f"file:        {name}")
-    view, start, n = memoryview(blob), 0, 0
+    view, start, n, streams = memoryview(blob), 0, 0, []
     while True:  # concatenated streams, one after the other
         parser = StreamParser(view[start:])
         items = list(parser)  # checks the structure (and the seek table) before printing
         n += 1
         rest = len(view) - start - len(parser.unused_data)  # bytes of this stream
-        _list_stream(parser, items, start, n, rest)
+        streams.append((parser, items, start, n, rest))
         if not parser.unused_data:
             break
         if bytes(parser.unused_data[:len(MAGIC)]) != MAGIC:
             raise NacrithError(f"{len(parser.unused_data)} bytes of trailing data after the end frame")
         start += rest
+    click.echo(f"file:        {name}")  # only once every stream has parsed: nothing for a bad file
+    for s in streams:
+        _list_stream(*s)
 
 
 def _list_stream(parser: StreamParser, items: list, start: int, n: int, size: int) -> None:
@@ -561,6 +563,14 @@ def run(job: Job, mode: str, files: list[str]) -> None:
             except KeyboardInterrupt:
                 click.echo(f"nacrith: {name}: interrupted, no output written", err=True)
                 sys.exit(130)
+            except BrokenPipeError:
+                # the reader of standard output went away (nacrith -l f.nc | head -1): stop
+                # quietly with the status of a process killed by SIGPIPE, as cat and gzip do
+                try:
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                except (OSError, ValueError):
+                    pass
+                sys.exit(128 + signal.SIGPIPE)
             except CliWarning as e:
                 if not job.quiet:
                     click.echo(f"nacrith: {e}", err=True)

@@ -396,6 +396,7 @@ def test_decode_errors_give_stream_offsets_and_count_all_trailing_bytes(runner, 
     for f in (bad_end, bad_type):
         listed = runner.invoke(cli.main, ["-l", str(f)])
         assert listed.exit_code == 1 and "offset" in listed.stderr
+        assert listed.stdout == ""  # no partial listing of a file that cannot be listed
         for mode in ("-t", "-d"):
             r = runner.invoke(cli.main, [mode, str(f)])
             assert r.exit_code == 1 and r.stderr == listed.stderr, (mode, r.stderr, listed.stderr)
@@ -408,6 +409,17 @@ def test_decode_errors_give_stream_offsets_and_count_all_trailing_bytes(runner, 
         r = runner.invoke(cli.main, [mode, str(trail)])
         assert r.exit_code == 1 and "100000 bytes of trailing data" in r.stderr, r.stderr
     assert not (tmp_path / "trail").exists()
+
+
+def test_a_reader_that_closes_the_pipe_early_stops_nacrith_quietly(tmp_path):
+    src = tmp_path / "z.bin"
+    src.write_bytes(_binary(3000, 7))  # a binary frame: listed without the model
+    nc = tmp_path / "z.bin.nc"
+    assert _nacrith("-q", src).returncode == 0
+    p = subprocess.Popen([*NACRITH, "-l", str(nc)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # the reader is gone before nacrith writes (as `nacrith -l f.nc | head -1`)
+    err = p.stderr.read()
+    assert p.wait(timeout=120) == 141 and err == b"", err  # 128 + SIGPIPE, as cat and gzip
 
 
 def test_rm_and_keep_the_last_one_given_wins(runner, tmp_path):
