@@ -90,7 +90,8 @@ def main(enwik_bytes, configs, files, nbytes, lane_grid, windows, llm_path, enco
         for name in configs.split(","):
             for mlt, ml in grid:
                 for win in wins:
-                    opts = Options(ensemble=CONFIGS[name], window=win, min_lane_tokens=mlt, max_lanes=ml)
+                    opts = Options(ensemble=CONFIGS[name], window=win, min_lane_tokens=mlt, max_lanes=ml,
+                                   kv_budget=0 if windows else d.kv_budget)  # --windows: fixed
                     row = measure(session, fname, data, name, opts, llm_path, encode_only)
                     if note:
                         row["note"] = note

@@ -35,12 +35,15 @@ from nacrith.params import Window  # noqa: E402
 @click.option("--window", default=Options().window.size, show_default=True)
 @click.option("--sink", default=Options().window.sink, show_default=True)
 @click.option("--slide", default=Options().window.slide, show_default=True)
+@click.option("--kv-budget", default=Options().kv_budget, show_default=True,
+              help="KV cells per step across lanes (0: always --window; Options.kv_budget)")
 @click.option("--threads", default=None, type=int)
 @click.option("--out", default=str(Path(__file__).parent / "results" / "roundtrip.jsonl"), show_default=True)
-def main(files, lanes, lane_tokens, window, sink, slide, threads, out):
+def main(files, lanes, lane_tokens, window, sink, slide, kv_budget, threads, out):
     session = Session(threads=threads)
     m = session.model
-    opts = Options(window=Window(window, sink, slide), max_lanes=lanes, min_lane_tokens=lane_tokens)
+    opts = Options(window=Window(window, sink, slide), max_lanes=lanes, min_lane_tokens=lane_tokens,
+                   kv_budget=kv_budget)
     for path in files:
         data = Path(path).read_bytes()
         n_tokens = len(m.tokenize(data))

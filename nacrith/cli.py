@@ -272,10 +272,13 @@ class Job:
             self.shared_heads, self.match_min, self.match_bits, self.match_lr)
         lv = Options.from_level(self.level)
         w = lv.window
+        # a window given by hand is the window of every frame, unless --kv-budget says otherwise
+        explicit = self.window is not None or self.sink is not None or self.slide is not None
+        budget = self.kv_budget if self.kv_budget is not None else (0 if explicit else lv.kv_budget)
         return Options.from_level(
             self.level, window=Window(self.window or w.size, self.sink or w.sink, self.slide or w.slide),
             ensemble=ens, frame_size=self.frame_size, max_lanes=self.lanes or lv.max_lanes,
-            min_lane_tokens=self.lane_tokens or lv.min_lane_tokens, info=self.info)
+            min_lane_tokens=self.lane_tokens or lv.min_lane_tokens, kv_budget=budget, info=self.info)
 
     def say(self, msg: str) -> None:
         if not self.quiet:
@@ -606,7 +609,7 @@ class _Finite(click.FloatRange):
 
 
 # compression settings: recorded in the stream, listed apart by "nacrith -h"
-_SETTINGS = {"level", "lanes", "lane_tokens", "window", "sink", "slide", "frame_size", "info", "llm_only", "ngram_order",
+_SETTINGS = {"level", "lanes", "lane_tokens", "window", "sink", "slide", "kv_budget", "frame_size", "info", "llm_only", "ngram_order",
              "ngram_bits", "ngram_kappa", "bias_lr", "mixer", "mix_lr", "mix_init", "skip_bits", "shared_heads",
              "match_min", "match_bits", "match_lr"}
 
@@ -664,6 +667,11 @@ def _options(f):
         click.option("--slide", type=click.IntRange(1), default=None,
                      help=f"Tokens evicted at once when the window is full [default: the level's; "
                           f"-{DEFAULT_LEVEL}: {_O.window.slide}]"),
+        click.option("--kv-budget", type=click.IntRange(0, 1 << 20), default=None,
+                     help="KV cells a decode step may attend to across a frame's lanes: a frame of few "
+                          "lanes gets a window up to this / lanes tokens and the model's training "
+                          f"context (0: always --window) [default: the level's; -{DEFAULT_LEVEL}: "
+                          f"{_O.kv_budget}; 0 when --window, --sink or --slide is given]"),
         click.option("--frame-size", type=click.IntRange(1, 1 << 30), default=_O.frame_size, show_default=True,
                      help="Most input bytes per frame."),
         click.option("--info", is_flag=True,

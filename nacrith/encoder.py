@@ -11,13 +11,14 @@ choice depends on whether the params frame was written before).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from .binary import BinaryCoder
 from .container import (FRAME_LLM, FRAME_NAMES, SeekEntry, StreamHeader, total_hasher, write_end, write_frame,
                         write_seek_table)
-from .llm_frame import encode_llm_frame
+from .llm_frame import encode_llm_frame, frame_window
+from .params import Window
 from .segment import cut
 from .session import Options, Session
 from .scheduler import Scheduler
@@ -29,11 +30,13 @@ Progress = Callable[[int], None]
 class CodedFrame:
     """The candidates of one frame: ``binary`` = (payload size, frame type, payload) of the
     smallest binary coding; ``llm`` = the LLM payload (None: not text, or its tokens do not
-    reproduce it); ``stats``: ``tokens``/``skipped`` of the LLM coding."""
+    reproduce it) and ``window`` the KV window it was coded with (``Options.frame_window``);
+    ``stats``: ``tokens``/``skipped`` of the LLM coding."""
 
     binary: tuple[int, int, bytes]
     llm: bytes | None = None
     stats: dict = field(default_factory=dict)
+    window: Window | None = None
 
 
 def _smallest(cands: list) -> tuple[int, int, bytes]:
@@ -43,7 +46,8 @@ def _smallest(cands: list) -> tuple[int, int, bytes]:
 def code_frame(session: Session | None, raw: bytes, text: bool, options: Options,
                progress: Progress | None = None, binary: tuple | None = None) -> CodedFrame:
     """Candidates of ``raw`` (1..frame_size bytes): the smallest of stored, zstd and lzma2 and,
-    when ``text``, the LLM payload (``session`` may be None when not ``text``). ``binary``: the
+    when ``text``, the LLM payload, coded with the window ``llm_frame.frame_window`` picks
+    (``session`` may be None when not ``text``). ``binary``: the
     smallest binary coding when known already. ``progress`` gets input bytes as they are coded."""
     if not 0 < len(raw) <= options.frame_size:
         raise ValueError(f"frame of {len(raw)} bytes (frame size {options.frame_size})")
@@ -56,17 +60,19 @@ def code_frame(session: Session | None, raw: bytes, text: bool, options: Options
             progress(n)
 
     stats: dict = {}
-    llm = encode_llm_frame(session, raw, options, prog, stats) if text else None
+    window = frame_window(session, raw, options) if text else None
+    llm = encode_llm_frame(session, raw, replace(options, window=window), prog, stats) if text else None
     if progress and done[0] < len(raw):
         progress(len(raw) - done[0])
-    return CodedFrame(binary, llm, stats)
+    return CodedFrame(binary, llm, stats, window if llm is not None else None)
 
 
 class FrameWriter:
     """Lays out the stream (format version 2): ``write(raw, coded)`` returns the bytes of one
     frame, preceded on the first call by the stream header (which holds the params when that
-    frame is an LLM frame) and otherwise by a params frame before the first LLM frame; the
-    smaller of ``coded``'s candidates counting the params it would need. ``finish()`` returns
+    frame is an LLM frame), and by a params frame before an LLM frame whose params (its KV
+    window: ``CodedFrame.window``) differ from those in force; the smaller of ``coded``'s
+    candidates counting the params it would need. ``finish()`` returns
     the seek table (two data frames or more) and end frame. ``session`` gives the params (only
     for LLM frames).
     """
@@ -77,8 +83,9 @@ class FrameWriter:
         self.pos = 0  # bytes emitted so far
         self.entries: list[SeekEntry] = []
         self.hasher = total_hasher()
-        self._params = None  # LLMParams, once an LLM candidate was seen
-        self._params_offset: int | None = None  # None until written (0: in the stream header)
+        self._params = None  # LLMParams in force (None: none written yet)
+        self._params_offset: int | None = None  # where they are (0: in the stream header)
+        self._by_window: dict = {}  # Window -> LLMParams of this writer's options with it
         self._started = False
         self.finished = False
 
@@ -94,23 +101,27 @@ class FrameWriter:
         self.first = (raw, coded.binary) if not self.entries else None
         candidates = [coded.binary]
         header = StreamHeader(self.options.frame_size)
+        params = None
         if coded.llm is not None:
-            self._params = self._params or self.session.params(self.options)
+            window = coded.window or self.options.window
+            if window not in self._by_window:
+                self._by_window[window] = self.session.params(replace(self.options, window=window))
+            params = self._by_window[window]
             extra = 0
-            if self._params_offset is None:  # the params it needs: in the header, or a params frame
-                extra = (len(StreamHeader(self.options.frame_size, self._params).encode()) - len(header.encode())
-                         if not self._started else len(self._params.encode()))
+            if params != self._params:  # the params it needs: in the header, or a params frame
+                extra = (len(StreamHeader(self.options.frame_size, params).encode()) - len(header.encode())
+                         if not self._started else len(params.encode()))
             candidates.append((len(coded.llm) + extra, FRAME_LLM, coded.llm))
         _, kind, payload = _smallest(candidates)
         llm = kind == FRAME_LLM
         if not self._started:
             if llm:
-                header.params, self._params_offset = self._params, 0
+                header.params, self._params, self._params_offset = params, params, 0
             self._emit(parts, header.encode())
             self._started = True
-        if llm and self._params_offset is None:
-            self._params_offset = self.pos
-            self._emit(parts, self._params.encode())
+        if llm and params != self._params:
+            self._params, self._params_offset = params, self.pos
+            self._emit(parts, params.encode())
         self.entries.append(SeekEntry(len(raw), self.pos, self._params_offset if llm else 0))
         self._emit(parts, write_frame(kind, raw, payload))
         if self.stats is not None:

@@ -273,6 +273,7 @@ class Model(_Closing):
             raise BackendError(f"{self.path}: llama.cpp could not load this file as a GGUF model")
         self._vocab = L.llama_model_get_vocab(self._model)
         self.n_vocab = int(L.llama_vocab_n_tokens(self._vocab))
+        self.n_ctx_train = int(L.llama_model_n_ctx_train(self._model))  # tokens it was trained on
         self.bos = int(L.llama_vocab_bos(self._vocab))
         if self.bos < 0:
             self.bos = 0

@@ -133,7 +133,8 @@ LLM_ONLY = EnsembleParams(ngram_order=0, bias_lr=0.0, mixer=MIXER_LINEAR, skip_b
 # what the preset's algorithm did without it.
 ENSEMBLE_ALGORITHM = 1
 WINDOW_PRESETS = {1: Window(1024, 4, 256), 2: Window(2048, 4, 512), 3: Window(256, 4, 64), 4: Window(512, 4, 128),
-                  5: Window(4096, 4, 1024)}  # 3..5: the windows of the compression levels
+                  5: Window(4096, 4, 1024),  # 3..5: the windows of the compression levels
+                  6: Window(8192, 4, 2048)}  # the widest window of levels 6..9 (Options.frame_window)
 ENSEMBLE_PRESETS = {
     1: dict(ngram_order=4, ngram_bits=16, ngram_kappa=5.0, bias_lr=0.08, mixer=MIXER_GEOMETRIC,
             mix_lr=0.002, mix_init=0.85, skip_bits=0.0, shared_heads=True),

@@ -27,6 +27,11 @@ class Options:
     call when encoding (execution only; the logits do not depend on it).
     info: also record the model's name and the writer's version in the stream (informational,
     about 40 bytes; ``nacrith -l`` otherwise names a preset model from its id).
+    kv_budget: KV cells one decode step may attend to across a frame's lanes: a frame of L
+    lanes whose longest lane outgrows ``window`` gets the wider window ``Options.frame_window``
+    picks (up to ``kv_budget / L`` tokens and the model's training context), so a small file of
+    few lanes gets the long context its size makes affordable; 0: always ``window``. An encoder
+    choice: the window used is recorded per frame (the params in force), so decoders need none.
     attention: name of the llama.cpp attention settings (``nacrith.model.ATTENTION_MODES``:
     flash attention, K and V cache types, kernel); ``None``: the build's fastest
     (``nacrith.model.default_attention``). Recorded through the backend fingerprint.
@@ -38,6 +43,7 @@ class Options:
     max_lanes: int = 8
     min_lane_tokens: int = 8192  # alice29 50 KB: 1 lane 1.1395 bpb, 3 lanes 1.1488, 6 lanes 1.164
     batch: int = 256
+    kv_budget: int = 8192  # alice29 50 KB, one lane: window 1024 1.1006 bpb, 8192 1.0821 (README)
     info: bool = False
     attention: str | None = None
 
@@ -48,7 +54,7 @@ class Options:
             raise TypeError(f"window must be a nacrith.Window, not {type(self.window).__name__}")
         if not isinstance(self.ensemble, EnsembleParams):
             raise TypeError(f"ensemble must be a nacrith.EnsembleParams, not {type(self.ensemble).__name__}")
-        for name in ("frame_size", "max_lanes", "min_lane_tokens", "batch"):
+        for name in ("frame_size", "max_lanes", "min_lane_tokens", "batch", "kv_budget"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool):
                 raise TypeError(f"{name} must be an int, not {type(v).__name__}")
@@ -58,6 +64,30 @@ class Options:
             raise ValueError(f"max_lanes must be in [1, {MAX_LANES}]")
         if self.min_lane_tokens < 1 or self.batch < 1:
             raise ValueError("min_lane_tokens and batch must be >= 1")
+        if not 0 <= self.kv_budget <= 1 << 20:
+            raise ValueError("kv_budget must be in [0, 2^20]")
+
+    def frame_window(self, lanes: int, longest: int, n_ctx_train: int = 0) -> Window:
+        """The KV window of a frame of ``lanes`` lanes whose longest lane has ``longest`` tokens.
+
+        ``window`` when ``kv_budget`` is 0 or the lane fits in it (then every wider window codes
+        the same bits); otherwise the largest power of two ``W <= kv_budget / lanes`` (and
+        ``<= n_ctx_train``, the model's training context, when > 0), if above ``window.size``,
+        with the same sink and a slide of the same fraction of the window
+        (``window.slide * W / window.size``). Deterministic in its arguments; the decoder reads
+        the result from the stream."""
+        w = self.window
+        if not self.kv_budget or longest + 1 <= w.size:
+            return w
+        cap = self.kv_budget // max(1, lanes)
+        if n_ctx_train > 0:
+            cap = min(cap, n_ctx_train)
+        if cap <= w.size:
+            return w
+        size = 1 << (cap.bit_length() - 1)
+        if size <= w.size:
+            return w
+        return Window(size, w.sink, w.slide * size // w.size)
 
     @classmethod
     def from_level(cls, level: int | None = None, **fields) -> "Options":
@@ -75,24 +105,28 @@ class Options:
         return cls(**{**LEVELS[level], **fields})
 
 
-def _level(window: Window, min_lane_tokens: int, max_lanes: int = 8, ensemble: EnsembleParams = DEFAULT_ENSEMBLE):
-    return dict(window=window, min_lane_tokens=min_lane_tokens, max_lanes=max_lanes, ensemble=ensemble)
+def _level(window: Window, min_lane_tokens: int, max_lanes: int = 8, ensemble: EnsembleParams = DEFAULT_ENSEMBLE,
+           kv_budget: int = 0):
+    return dict(window=window, min_lane_tokens=min_lane_tokens, max_lanes=max_lanes, ensemble=ensemble,
+                kv_budget=kv_budget)
 
 
 # Compression levels, as zstd's and xz's: each a preset of recorded settings. Speed comes from a
 # smaller KV window (attention costs per cached position) and more, shorter lanes (decoding
-# batches one token of every lane per llama_decode); ratio from the opposite. Measured:
-# bench/results/speed.md ("Levels").
+# batches one token of every lane per llama_decode); ratio from the opposite. Levels 6..9 widen
+# the window of frames with few lanes up to 8192 KV cells per step (Options.frame_window): a
+# one-lane frame (< 16,384 tokens) gets the model's whole 8k context, a frame of 5+ lanes keeps
+# the level's window. Measured: bench/results/speed.md ("Levels").
 LEVELS = {
     1: _level(Window(256, 4, 64), 1024, 16),
     2: _level(Window(512, 4, 128), 1024, 16),
     3: _level(Window(512, 4, 128), 2048),
     4: _level(Window(1024, 4, 256), 2048),
     5: _level(Window(1024, 4, 256), 4096),
-    6: _level(Window(1024, 4, 256), 8192),
-    7: _level(Window(2048, 4, 512), 8192),
-    8: _level(Window(2048, 4, 512), 16384),
-    9: _level(Window(4096, 4, 1024), 32768),
+    6: _level(Window(1024, 4, 256), 8192, kv_budget=8192),
+    7: _level(Window(2048, 4, 512), 8192, kv_budget=8192),
+    8: _level(Window(2048, 4, 512), 16384, kv_budget=8192),
+    9: _level(Window(4096, 4, 1024), 32768, kv_budget=8192),
 }
 DEFAULT_LEVEL = 6
 """The level ``Options()`` has (its field defaults are level 6's)."""

@@ -14,7 +14,7 @@ from nacrith.params import Window
 
 from .conftest import corpus
 
-SMALL = dict(window=Window(64, 4, 16), frame_size=700)
+SMALL = dict(window=Window(64, 4, 16), kv_budget=0, frame_size=700)
 
 
 @pytest.fixture(scope="module")

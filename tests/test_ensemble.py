@@ -45,7 +45,7 @@ def test_skip_with_slides_and_lanes(session):
     text = (b"The Queen said: off with their heads! The King said: not yet. " * 12
             + corpus("canterbury/alice29.txt")[9000:9400])
     ens = EnsembleParams(ngram_order=4, skip_bits=3.0)
-    opts = Options(ensemble=ens, window=Window(40, 4, 12), max_lanes=2, min_lane_tokens=60)
+    opts = Options(ensemble=ens, window=Window(40, 4, 12), max_lanes=2, min_lane_tokens=60, kv_budget=0)
     blob = compress(text, session, opts)
     assert decompress(blob, session) == text
     # the skip really happened: replay the first lane's model to count
@@ -64,7 +64,7 @@ def test_shared_and_independent_lane_heads(session, shared):
     data = corpus("canterbury/asyoulik.txt")[5000:6200] + b" stray \xff byte"
     ens = EnsembleParams(shared_heads=shared, skip_bits=1.5)
     blob = compress(data, session, Options(ensemble=ens, max_lanes=3, min_lane_tokens=40,
-                                           window=Window(48, 4, 12)))
+                                           window=Window(48, 4, 12), kv_budget=0))
     assert decompress(blob, session) == data
 
 
@@ -80,8 +80,8 @@ def test_ensemble_beats_llm_only_on_real_text(session):
     # the repeat lies beyond the LLM's (small) window: the n-gram and bias heads remember it
     data = corpus("canterbury/alice29.txt")[:1500] * 2
     w = Window(64, 4, 16)
-    a = len(compress(data, session, Options(ensemble=LLM_ONLY, window=w)))
-    b = len(compress(data, session, Options(window=w)))
+    a = len(compress(data, session, Options(ensemble=LLM_ONLY, window=w, kv_budget=0)))
+    b = len(compress(data, session, Options(window=w, kv_budget=0)))
     assert b < 0.9 * a, (a, b)
 
 
@@ -275,9 +275,9 @@ def test_match_model_on_real_text_beyond_the_window(session):
     llm = EnsembleParams(ngram_order=0, bias_lr=0.0, mixer=MIXER_LINEAR, skip_bits=0.0)
     ens = EnsembleParams(ngram_order=0, bias_lr=0.0, mixer=MIXER_LINEAR, skip_bits=0.0, match_min=4,
                          match_lr=0.1)
-    one = len(compress(block, session, Options(ensemble=llm, window=w)))
-    a = len(compress(block * 3, session, Options(ensemble=llm, window=w)))
-    b = compress(block * 3, session, Options(ensemble=ens, window=w))
+    one = len(compress(block, session, Options(ensemble=llm, window=w, kv_budget=0)))
+    a = len(compress(block * 3, session, Options(ensemble=llm, window=w, kv_budget=0)))
+    b = compress(block * 3, session, Options(ensemble=ens, window=w, kv_budget=0))
     assert decompress(b, session) == block * 3
     frames = [f for f in iter_frames(b) if not isinstance(f, EndFrame)]
     assert frames[0].params.ensemble == ens

@@ -132,3 +132,28 @@ def test_header_params_and_listing(session, tmp_path):
     f.write_bytes(blob)
     out = CliRunner().invoke(cli.main, ["-l", str(f)]).stdout
     assert "SmolLM2-135M-Instruct" in out and "--gpu-layers 0" in out and "overhead:" in out, out
+
+
+def test_frames_of_few_lanes_get_a_wider_window_recorded_per_frame(session):
+    """``Options.kv_budget``: a one-lane frame that outgrows the window gets a wider one (up to
+    ``kv_budget`` cells, a power of two), a frame of many lanes keeps the level's, and the stream
+    records each frame's window (a params frame when it changes), so the decoder needs nothing."""
+    base = Window(64, 4, 16)
+    opts = Options(window=base, kv_budget=256, min_lane_tokens=150, frame_size=1200)
+    assert opts.frame_window(1, 50) == base  # the lane fits: every wider window codes the same
+    assert opts.frame_window(1, 300) == Window(256, 4, 64)
+    assert opts.frame_window(2, 300) == Window(128, 4, 32)
+    assert opts.frame_window(3, 300) == base  # 256 // 3 = 85 -> 64, not wider
+    assert opts.frame_window(1, 300, n_ctx_train=200) == Window(128, 4, 32)
+    assert dataclasses.replace(opts, kv_budget=0).frame_window(1, 300) == base
+    text = corpus("canterbury/alice29.txt")
+    data = text[:1200] + text[20000:20400]  # ~330 tokens: 2 lanes; then ~100 tokens: 1 lane
+    blob = compress(data, session, opts)
+    windows = [x.window for x in StreamParser(blob) if isinstance(x, LLMParams)]
+    header = next(x for x in StreamParser(blob) if isinstance(x, StreamHeader))
+    lanes = [len(read_llm_payload(fr.payload, fr.raw_size, fr.offset)[0]) for fr in iter_frames(blob)
+             if getattr(fr, "kind", None) == FRAME_LLM]
+    assert lanes == [2, 1], lanes
+    assert header.params.window == Window(128, 4, 32) and windows == [Window(256, 4, 64)], windows
+    assert decompress(blob, session) == data
+    assert Options().kv_budget == 8192 and Options.from_level(5).kv_budget == 0

@@ -29,7 +29,7 @@ from .fuzz.mutate import llm_stream, mutate
 def seeds(session):
     alice = corpus("canterbury/alice29.txt")
     items = [alice[7000:7060], corpus("canterbury/sum")[:500], b"x" * 300 + corpus("canterbury/fields.c")[:80]]
-    opts = Options(frame_size=160, window=Window(32, 2, 8))
+    opts = Options(frame_size=160, window=Window(32, 2, 8), kv_budget=0)
     # the prose seed is forced onto the LLM path (compress would pick zstd for 60 bytes)
     return [(d, llm_stream(d, session, opts) if i == 0 else compress(d, session, opts))
             for i, d in enumerate(items)]

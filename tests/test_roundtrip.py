@@ -79,7 +79,7 @@ def test_invalid_utf8_and_binary_fall_back(session):
 
 def test_lanes_and_window_slides(session):
     data = corpus("canterbury/alice29.txt")[5000:6500]
-    blob = roundtrip(session, data, window=Window(48, 4, 16), max_lanes=3, min_lane_tokens=50)
+    blob = roundtrip(session, data, window=Window(48, 4, 16), max_lanes=3, min_lane_tokens=50, kv_budget=0)
     frames = [fr for fr in iter_frames(blob) if not isinstance(fr, EndFrame)]
     assert frames[0].kind == FRAME_LLM and frames[0].params.window == Window(48, 4, 16)
 
@@ -96,7 +96,7 @@ def test_several_frames(session):
 
 def test_non_default_parameters_decode_from_header(session):
     data = corpus("canterbury/xargs.1")[:1200]
-    blob = compress(data, session, Options(window=Window(40, 2, 8), max_lanes=2, min_lane_tokens=20,
+    blob = compress(data, session, Options(window=Window(40, 2, 8), max_lanes=2, min_lane_tokens=20, kv_budget=0,
                                            frame_size=700, batch=5))
     frames = [fr for fr in iter_frames(blob) if not isinstance(fr, EndFrame)]
     assert len(frames) == 2 and all(fr.kind == FRAME_LLM and fr.params.window == Window(40, 2, 8) for fr in frames)

@@ -52,7 +52,7 @@ def seeds(session: Session) -> list[tuple[str, bytes, bytes]]:
     fields = (c / "canterbury/fields.c").read_bytes()
     binary = (c / "canterbury/sum").read_bytes()
     xls = (c / "canterbury/kennedy.xls").read_bytes()
-    small = Options(window=Window(32, 2, 8), max_lanes=2, min_lane_tokens=8)
+    small = Options(window=Window(32, 2, 8), max_lanes=2, min_lane_tokens=8, kv_budget=0)
     items = [
         ("llm-alice", alice[4000:4100], Options()),
         ("llm-fields", fields[:120], Options()),
