@@ -136,13 +136,16 @@ def measure(session: Session, fname: str, data: bytes, name: str, opts: Options,
         size, te, td = len(r["blob"]), r["compress_s"], r["decompress_s"]
     n = stats.get("tokens", 0)
     n_lanes = max(1, min(opts.max_lanes, n // opts.min_lane_tokens)) if n else 0
+    # the window the stream writer used (Options.frame_window; the LLM-path frame: opts.window)
+    window = opts.window if llm_path or not n else opts.frame_window(n_lanes, -(-n // n_lanes),
+                                                                     session.model.n_ctx_train)
     return dict(file=fname, bytes=len(data), config=name, ensemble=ens.describe(),
                 bpb=round(8 * size / len(data), 4), compressed=size, tokens=n,
                 enc_tok_s=round(n / te, 1), dec_tok_s=round(n / td, 1) if td else None,
                 skipped_pct=round(100 * stats.get("skipped", 0) / max(n, 1), 2),
                 peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 lanes=n_lanes, max_lanes=opts.max_lanes, min_lane_tokens=opts.min_lane_tokens,
-                window=opts.window.size, attention=session.resolve(opts).attention, frames=stats.get("frames", {"llm (payload only)": 1} if llm_path else {}),
+                window=window.size, kv_budget=0 if llm_path else opts.kv_budget, attention=session.resolve(opts).attention, frames=stats.get("frames", {"llm (payload only)": 1} if llm_path else {}),
                 llm_path=llm_path, threads=session.threads, workers=session.workers,
                 verified=td is not None, date=time.strftime("%Y-%m-%d"))
 

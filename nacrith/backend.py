@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .model import ATTN_ROT_VALUE, DEFAULT_ATTENTION, Attention, llama
+from .model import ATTN_ROT_VALUE, DEFAULT_ATTENTION, Attention, default_attention, llama
 
 # CPU features of the pinned build (install.sh CMAKE_FLAGS): x86-64-v3 without AVX-512.
 EXPECTED_CPU_FEATURES = {"SSE3": "1", "SSSE3": "1", "AVX": "1", "AVX2": "1", "F16C": "1", "FMA": "1",
@@ -104,9 +104,11 @@ def main(argv: list[str] | None = None) -> int:
             print("nacrith: llama-cpp-python was not built with nacrith's pinned flags: "
                   + "; ".join(problems) + ". Rebuild with ./install.sh.", file=sys.stderr)
             return 1
-        print(f"backend ok: {fingerprint()}")
+        # the fingerprint of the attention mode this build's encoders use by default (what a
+        # stream written here records), not of DEFAULT_ATTENTION (the q8_0 reference mode)
+        print(f"backend ok: {fingerprint(0, default_attention())}")
         return 0
-    print(fingerprint())
+    print(fingerprint(0, default_attention()))
     return 0
 
 

@@ -160,10 +160,32 @@ def _copy_stat(path: str, st: os.stat_result) -> None:
         pass
 
 
+class _WriteAll:
+    """A binary file whose ``write`` writes everything or raises: CPython's BufferedWriter returns
+    a short count, without raising, when a large write reaches a pipe whose reader has gone
+    (``nacrith -dc big.nc | head -c 1``), so the next write is what raises BrokenPipeError."""
+
+    def __init__(self, f):
+        self._f = f
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        while view:
+            n = self._f.write(view)
+            if not n:
+                raise BrokenPipeError(32, "Broken pipe")
+            view = view[n:]
+        return len(data)
+
+    def flush(self) -> None:
+        self._f.flush()
+
+
 @contextmanager
 def _stdout_output():
-    yield sys.stdout.buffer
-    sys.stdout.buffer.flush()
+    out = _WriteAll(sys.stdout.buffer)
+    yield out
+    out.flush()
 
 
 @contextmanager

@@ -421,6 +421,17 @@ def test_a_reader_that_closes_the_pipe_early_stops_nacrith_quietly(tmp_path):
     err = p.stderr.read()
     assert p.wait(timeout=120) == 141 and err == b"", err  # 128 + SIGPIPE, as cat and gzip
 
+    # a large write that the reader leaves half read (nacrith -dc big.nc | head -c 1): Python's
+    # buffered stdout returns a short count instead of raising; it must still end with 141
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(1 << 21))  # stored frames: decoded without the model
+    assert _nacrith("-q", big).returncode == 0
+    p = subprocess.Popen([*NACRITH, "-dc", str(big) + ".nc"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.read(1)
+    p.stdout.close()
+    err = p.stderr.read()
+    assert p.wait(timeout=120) == 141 and err == b"", err
+
 
 def test_rm_and_keep_the_last_one_given_wins(runner, tmp_path):
     a, b = tmp_path / "a.bin", tmp_path / "b.bin"

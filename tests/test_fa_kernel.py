@@ -32,3 +32,14 @@ def test_installed_build_has_the_kernel_and_uses_it_by_default():
     assert available(FAST_ATTENTION)
     assert default_attention(gpu=False) == FAST_ATTENTION
     assert default_attention(gpu=True).kernel == ""
+
+
+@pytest.mark.skipif(os.environ.get("NACRITH_STOCK_LLAMA") == "1", reason="stock llama.cpp build requested")
+def test_backend_check_prints_the_fingerprint_streams_record(capsys):
+    """``python -m nacrith.backend --check`` (install.sh's last line) names the default mode's
+    fingerprint (the patched kernel's), not the q8_0 reference mode's."""
+    from nacrith import backend
+
+    assert backend.main(["--check"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("backend ok: ") and "kv=f16/bf16 kernel=nacrith-fa-1" in out, out
