@@ -30,7 +30,8 @@ class Options:
     kv_budget: KV cells one decode step may attend to across a frame's lanes: a frame of L
     lanes whose longest lane outgrows ``window`` gets the wider window ``Options.frame_window``
     picks (up to ``kv_budget / L`` tokens and the model's training context), so a small file of
-    few lanes gets the long context its size makes affordable; 0: always ``window``. An encoder
+    few lanes gets the long context its size makes affordable; 0: always ``window`` (pass it
+    with a ``window`` meant for every frame: ``window`` alone is widened like the level's). An encoder
     choice: the window used is recorded per frame (the params in force), so decoders need none.
     attention: name of the llama.cpp attention settings (``nacrith.model.ATTENTION_MODES``:
     flash attention, K and V cache types, kernel); ``None``: the build's fastest
