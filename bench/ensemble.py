@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import append_row, find_corpora, read_rows, timed_round_trip  # noqa: E402
+from nacrith.container import FRAME_LLM, iter_frames  # noqa: E402
 from nacrith.session import Options, Session  # noqa: E402
 from nacrith.params import DEFAULT_ENSEMBLE, LLM_ONLY, MIXER_LINEAR, EnsembleParams, Window  # noqa: E402
 
@@ -128,17 +129,17 @@ def measure(session: Session, fname: str, data: bytes, name: str, opts: Options,
     """One verified round trip of ``data`` with ``opts`` (``encode_only``: one encode): its row."""
     ens = opts.ensemble
     stats: dict = {}
+    window = opts.window  # the LLM-path frame's; a stream's first LLM frame records its own
     if llm_path:
         size, te, td = llm_round_trip(session, data, opts, stats, decode=not encode_only)
     else:
         r = timed_round_trip(session, data, opts, f"{fname} {name}")
         stats = r["stats"]
         size, te, td = len(r["blob"]), r["compress_s"], r["decompress_s"]
+        window = next((fr.params.window for fr in iter_frames(r["blob"]) if getattr(fr, "kind", None) == FRAME_LLM),
+                      window)
     n = stats.get("tokens", 0)
     n_lanes = max(1, min(opts.max_lanes, n // opts.min_lane_tokens)) if n else 0
-    # the window the stream writer used (Options.frame_window; the LLM-path frame: opts.window)
-    window = opts.window if llm_path or not n else opts.frame_window(n_lanes, -(-n // n_lanes),
-                                                                     session.model.n_ctx_train)
     return dict(file=fname, bytes=len(data), config=name, ensemble=ens.describe(),
                 bpb=round(8 * size / len(data), 4), compressed=size, tokens=n,
                 enc_tok_s=round(n / te, 1), dec_tok_s=round(n / td, 1) if td else None,

@@ -17,7 +17,7 @@ from typing import Callable
 from .binary import BinaryCoder
 from .container import (FRAME_LLM, FRAME_NAMES, SeekEntry, StreamHeader, total_hasher, write_end, write_frame,
                         write_seek_table)
-from .llm_frame import encode_llm_frame, frame_window
+from .llm_frame import encode_widened_frame
 from .params import Window
 from .segment import cut
 from .session import Options, Session
@@ -46,9 +46,10 @@ def _smallest(cands: list) -> tuple[int, int, bytes]:
 def code_frame(session: Session | None, raw: bytes, text: bool, options: Options,
                progress: Progress | None = None, binary: tuple | None = None) -> CodedFrame:
     """Candidates of ``raw`` (1..frame_size bytes): the smallest of stored, zstd and lzma2 and,
-    when ``text``, the LLM payload, coded with the window ``llm_frame.frame_window`` picks
-    (``session`` may be None when not ``text``). ``binary``: the
-    smallest binary coding when known already. ``progress`` gets input bytes as they are coded."""
+    when ``text``, the LLM payload, coded with the window ``Options.frame_window`` picks for its
+    lanes (``llm_frame.encode_widened_frame``; ``session`` may be None when not ``text``).
+    ``binary``: the smallest binary coding when known already. ``progress`` gets input bytes as
+    they are coded."""
     if not 0 < len(raw) <= options.frame_size:
         raise ValueError(f"frame of {len(raw)} bytes (frame size {options.frame_size})")
     binary = binary or _smallest(BinaryCoder().candidates(raw))
@@ -60,11 +61,10 @@ def code_frame(session: Session | None, raw: bytes, text: bool, options: Options
             progress(n)
 
     stats: dict = {}
-    window = frame_window(session, raw, options) if text else None
-    llm = encode_llm_frame(session, raw, replace(options, window=window), prog, stats) if text else None
+    llm, window = (encode_widened_frame(session, raw, options, prog, stats) if text else None) or (None, None)
     if progress and done[0] < len(raw):
         progress(len(raw) - done[0])
-    return CodedFrame(binary, llm, stats, window if llm is not None else None)
+    return CodedFrame(binary, llm, stats, window)
 
 
 class FrameWriter:
@@ -85,7 +85,7 @@ class FrameWriter:
         self.hasher = total_hasher()
         self._params = None  # LLMParams in force (None: none written yet)
         self._params_offset: int | None = None  # where they are (0: in the stream header)
-        self._by_window: dict = {}  # Window -> LLMParams of this writer's options with it
+        self._base = None  # LLMParams of this writer's options (their window replaced per frame)
         self._started = False
         self.finished = False
 
@@ -103,10 +103,8 @@ class FrameWriter:
         header = StreamHeader(self.options.frame_size)
         params = None
         if coded.llm is not None:
-            window = coded.window or self.options.window
-            if window not in self._by_window:
-                self._by_window[window] = self.session.params(replace(self.options, window=window))
-            params = self._by_window[window]
+            self._base = self._base or self.session.params(self.options)
+            params = replace(self._base, window=coded.window or self.options.window)
             extra = 0
             if params != self._params:  # the params it needs: in the header, or a params frame
                 extra = (len(StreamHeader(self.options.frame_size, params).encode()) - len(header.encode())

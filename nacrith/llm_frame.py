@@ -183,31 +183,42 @@ def lane_bytes(model: Model, tokens: np.ndarray, escapes: dict) -> bytes:
     return b"".join(escapes.get(i, b"") + tb[int(t)] for i, t in enumerate(tokens))
 
 
-def frame_window(session: Session, raw: bytes, options: Options) -> Window:
-    """The KV window the stream writer codes ``raw`` with: ``Options.frame_window`` of the lanes
-    ``encode_llm_frame`` splits it into (``options.window`` when the LLM cannot code it)."""
-    split = split_text(session.model, raw)
-    if split is None or split.tail or len(split.tokens) == 0:
-        return options.window
-    lanes = split_lanes(split.tokens, options)
-    return options.frame_window(len(lanes), max(len(x) for x in lanes), session.model.n_ctx_train)
-
-
-def encode_llm_frame(session: Session, raw: bytes, options: Options,
-                     progress: Progress | None = None, stats: dict | None = None) -> bytes | None:
-    """LLM payload for ``raw`` (its lanes coded together in one context, KV window
-    ``options.window``), or ``None`` when its tokens do not reproduce it exactly."""
+def _plan(session: Session, raw: bytes, options: Options) -> tuple | None:
+    """(tokens and escapes, lanes) of ``raw``, or ``None`` when its tokens do not reproduce it."""
     split = split_text(session.model, raw)
     if split is None or split.tail or len(split.tokens) == 0:
         return None
-    lanes = split_lanes(split.tokens, options)
-    window = options.window
+    return split, split_lanes(split.tokens, options)
+
+
+def _encode(session: Session, split, lanes: list[np.ndarray], window: Window, options: Options,
+            progress: Progress | None, stats: dict | None) -> bytes:
     starts = np.cumsum([0] + [len(x) for x in lanes])
     escapes = [{i - a: v for i, v in split.escapes.items() if a <= i < b}
                for a, b in zip(starts[:-1], starts[1:])]
     streams = encode_group(session, lanes, window, options.ensemble, options.batch, progress,
                            stats, escapes, ATTENTION_MODES[session.resolve(options).attention])
     return write_llm_payload([len(x) for x in lanes], streams)
+
+
+def encode_llm_frame(session: Session, raw: bytes, options: Options,
+                     progress: Progress | None = None, stats: dict | None = None) -> bytes | None:
+    """LLM payload for ``raw`` (its lanes coded together in one context, KV window
+    ``options.window``), or ``None`` when its tokens do not reproduce it exactly."""
+    plan = _plan(session, raw, options)
+    return None if plan is None else _encode(session, *plan, options.window, options, progress, stats)
+
+
+def encode_widened_frame(session: Session, raw: bytes, options: Options, progress: Progress | None = None,
+                         stats: dict | None = None) -> tuple[bytes, Window] | None:
+    """As ``encode_llm_frame``, with the KV window ``Options.frame_window`` picks for its lanes
+    (what the stream writer codes with): (payload, that window), or ``None``."""
+    plan = _plan(session, raw, options)
+    if plan is None:
+        return None
+    lanes = plan[1]
+    window = options.frame_window(len(lanes), max(len(x) for x in lanes), session.model.n_ctx_train)
+    return _encode(session, *plan, window, options, progress, stats), window
 
 
 def decode_llm_frame(session: Session, fr: Frame, progress: Progress | None = None) -> bytes:
