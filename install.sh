@@ -18,11 +18,13 @@ LLAMA_VERSION=0.3.36
 CMAKE_FLAGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF -DGGML_BACKEND_DL=OFF -DGGML_CPU_ALL_VARIANTS=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF"
 if [ "${NACRITH_CUDA:-0}" = 1 ]; then CMAKE_FLAGS="$CMAKE_FLAGS -DGGML_CUDA=ON"; fi
 CACHE=${NACRITH_CACHE:-$HOME/.cache/nacrith}
-# nacrith's batch-invariant flash-attention kernel (native/llama/README.md), applied to the pinned
-# sdist before the build; NACRITH_STOCK_LLAMA=1 builds llama.cpp unpatched (the fast attention mode
-# is then unavailable; every other mode and every stream it can write are unchanged).
-PATCH=native/llama/nacrith-fa.patch
-if [ "${NACRITH_STOCK_LLAMA:-0}" = 1 ]; then PATCH_SHA=stock; else PATCH_SHA=$(sha256sum "$PATCH" | cut -c1-16); fi
+# nacrith's patches to the pinned sdist (native/llama/README.md), applied in this order before the
+# build: the batch-invariant flash-attention kernel, and the tiled Q4_1 weight products (bit-identical
+# to llama.cpp's own). NACRITH_STOCK_LLAMA=1 builds llama.cpp unpatched (the fast attention mode is
+# then unavailable; every other mode and every stream it can write are unchanged, only slower).
+PATCHES="native/llama/nacrith-fa.patch native/llama/nacrith-mm.patch"
+# shellcheck disable=SC2086
+if [ "${NACRITH_STOCK_LLAMA:-0}" = 1 ]; then PATCH_SHA=stock; else PATCH_SHA=$(cat $PATCHES | sha256sum | cut -c1-16); fi
 KEY=$(printf '%s %s %s %s' "$LLAMA_VERSION" "$CMAKE_FLAGS" "$PATCH_SHA" "$($PY -c 'import sys;print(sys.version_info[:2])')" | sha256sum | cut -c1-16)
 WHEELDIR="$CACHE/wheels/llama_cpp_python-$LLAMA_VERSION-$KEY"
 
@@ -38,10 +40,13 @@ if ! ls "$WHEELDIR"/llama_cpp_python-*.whl >/dev/null 2>&1; then
   tar xzf "$WHEELDIR.tmp"/src/llama_cpp_python-$LLAMA_VERSION.tar.gz -C "$WHEELDIR.tmp/src"
   SRC="$WHEELDIR.tmp/src/llama_cpp_python-$LLAMA_VERSION"
   if [ "$PATCH_SHA" != stock ]; then
-    # patch(1), or git apply (it works outside a repository, and git cloned this one)
-    if command -v patch >/dev/null; then patch -s -p1 -d "$SRC" < "$PATCH"
-    else (cd "$SRC" && git apply -p1 "$ROOT/$PATCH"); fi
+    for PATCH in $PATCHES; do
+      # patch(1), or git apply (it works outside a repository, and git cloned this one)
+      if command -v patch >/dev/null; then patch -s -p1 -d "$SRC" < "$PATCH"
+      else (cd "$SRC" && git apply -p1 "$ROOT/$PATCH"); fi
+    done
     grep -q ggml_cpu_nacrith_fa "$SRC/vendor/llama.cpp/ggml/src/ggml-cpu/ops.cpp"
+    grep -q ggml_cpu_nacrith_mm "$SRC/vendor/llama.cpp/ggml/src/ggml-cpu/ggml-cpu.c"
   fi
   CMAKE_ARGS="$CMAKE_FLAGS" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
     $VPY -m pip wheel -q --no-cache-dir --no-deps "$SRC" -w "$WHEELDIR.tmp"

@@ -7,7 +7,8 @@ tokens cut into 1024-token windows, each evaluated from an empty KV cache in 512
 with logits for every token (what a compressor needs), then the same with the last logits only.
 It uses the same ``llama_model`` (the same weights in memory) as nacrith, so the ratio
 ``nacrith tokens/s / reference tokens/s`` measured in one sitting cancels the machine's drift.
-``--batch 1`` times stock token-by-token evaluation instead (llama.cpp's generation loop): what a
+Stock means llama.cpp's own kernels: nacrith's tiled weight products (same bits, faster) are
+turned off while the reference runs. ``--batch 1`` times stock token-by-token evaluation instead (llama.cpp's generation loop): what a
 one-lane decoder without drafts, one token per ``llama_decode``, can at best reach.
 """
 
@@ -22,15 +23,27 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nacrith.model import Model, default_threads, llama  # noqa: E402
+from nacrith.model import Model, default_threads, llama, set_matmul_kernel  # noqa: E402
 
 
 def stock_prefill(model: Model, tokens: np.ndarray, threads: int | None = None, window: int = 1024,
-                  batch: int = 512, logits_all: bool = True) -> dict:
-    """Time stock llama.cpp prefill of ``tokens`` (int32 array).
+                  batch: int = 512, logits_all: bool = True, tiled: bool = False) -> dict:
+    """Time stock llama.cpp prefill of ``tokens`` (int32 array); ``tiled``: with nacrith's tiled
+    weight products instead of llama.cpp's own (what the same settings reach on nacrith's build).
 
     Returns dict(tokens, seconds, tok_s, settings) with tok_s in tokens per second.
     """
+    was = set_matmul_kernel(tiled)  # False: llama.cpp's own weight products (nacrith-mm.patch off)
+    try:
+        r = _timed_prefill(model, tokens, threads, window, batch, logits_all)
+        if tiled:
+            r["settings"] += ", nacrith-mm weight products"
+        return r
+    finally:
+        set_matmul_kernel(was)
+
+
+def _timed_prefill(model: Model, tokens: np.ndarray, threads: int | None, window: int, batch: int, logits_all: bool) -> dict:
     L = llama()
     cp = L.llama_context_default_params()  # flash attention auto, f16 K and V
     cp.n_ctx = window

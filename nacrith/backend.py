@@ -106,7 +106,11 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         # the fingerprint of the attention mode this build's encoders use by default (what a
         # stream written here records), not of DEFAULT_ATTENTION (the q8_0 reference mode)
-        print(f"backend ok: {fingerprint(0, default_attention())}")
+        from .model import matmul_kernel
+
+        mm = matmul_kernel()
+        print(f"backend ok: {fingerprint(0, default_attention())}"
+              + (f"; weight products: {mm} (same bits as llama.cpp's)" if mm else ""))
         return 0
     print(fingerprint(0, default_attention()))
     return 0

@@ -78,6 +78,36 @@ ATTN_ROT_VALUE = "0"
 
 
 _kernel_marker: str | None = None
+_ggml_cpu_lib = None
+
+
+def ggml_cpu_library():
+    """The loaded instance of llama.cpp's CPU backend library (``libggml-cpu.so.0``, the name
+    ``libggml`` needs; the wheel ships the same file under three names and ``dlopen`` would load
+    another name as a separate copy), or None when it cannot be found."""
+    global _ggml_cpu_lib
+    if _ggml_cpu_lib is None:
+        llama()
+        import llama_cpp
+
+        libdir = Path(llama_cpp.__file__).parent / "lib"
+        for lib in [libdir / "libggml-cpu.so.0", *sorted(libdir.glob("libggml-cpu.so*"))]:
+            try:
+                _ggml_cpu_lib = ctypes.CDLL(str(lib))
+                break
+            except OSError:
+                continue
+    return _ggml_cpu_lib
+
+
+def _marker(symbol: str) -> str:
+    lib = ggml_cpu_library()
+    try:
+        fn = getattr(lib, symbol)
+    except AttributeError:
+        return ""
+    fn.restype = ctypes.c_char_p
+    return fn().decode()
 
 
 def attention_kernel() -> str:
@@ -85,19 +115,28 @@ def attention_kernel() -> str:
     (``ggml_cpu_nacrith_fa()`` of libggml-cpu), or "" for a stock build."""
     global _kernel_marker
     if _kernel_marker is None:
-        llama()
-        import llama_cpp
-
-        _kernel_marker = ""
-        for lib in sorted(Path(llama_cpp.__file__).parent.glob("lib/libggml-cpu.so*")):
-            try:
-                fn = ctypes.CDLL(str(lib)).ggml_cpu_nacrith_fa
-            except (OSError, AttributeError):
-                continue
-            fn.restype = ctypes.c_char_p
-            _kernel_marker = fn().decode()
-            break
+        _kernel_marker = _marker("ggml_cpu_nacrith_fa")
     return _kernel_marker
+
+
+def matmul_kernel() -> str:
+    """The marker of nacrith's tiled Q4_1 weight-product kernel in the loaded llama.cpp build
+    (``ggml_cpu_nacrith_mm()``, native/llama/nacrith-mm.patch), or "" for a build without it.
+    It gives the bits of llama.cpp's own kernel, so streams do not record it."""
+    return _marker("ggml_cpu_nacrith_mm")
+
+
+def set_matmul_kernel(on: bool) -> bool:
+    """Turn nacrith's tiled Q4_1 weight products on or off in this process (off: llama.cpp's own
+    vec_dot loop, for stock reference timings; the logits are the same bits either way).
+    Returns whether it was on before; False (and nothing changes) on a build without it."""
+    lib = ggml_cpu_library()
+    fn = getattr(lib, "ggml_cpu_nacrith_mm_set", None)
+    if fn is None:
+        return False
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return bool(fn(1 if on else 0))
 
 
 def available(attention: Attention) -> bool:

@@ -1,0 +1,129 @@
+"""nacrith's tiled Q4_1 weight products (native/llama/nacrith-mm.patch): the same bits as
+llama.cpp's own ``ggml_vec_dot_q4_1_q8_1``, on random blocks (every tile shape) and on the real
+model (logits with the kernel on and off), so no stream depends on which of the two ran."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+import numpy as np
+import pytest
+
+from nacrith.model import FAST_ATTENTION, LlamaContext, ggml_cpu_library, matmul_kernel, set_matmul_kernel
+
+from .conftest import corpus
+
+pytestmark = pytest.mark.skipif(os.environ.get("NACRITH_STOCK_LLAMA") == "1",
+                                reason="stock llama.cpp build requested")
+
+Q4_1 = np.dtype([("d", "<u2"), ("m", "<u2"), ("qs", "u1", 16)])  # block_q4_1: 32 weights
+Q8_1 = np.dtype([("d", "<u2"), ("s", "<u2"), ("qs", "i1", 32)])  # block_q8_1: 32 activations
+
+
+def _half_bits(rng, n, lo, hi, sign=False):
+    """uint16 bit patterns of fp16 values with magnitudes log-uniform in [lo, hi]."""
+    v = np.exp(rng.uniform(np.log(lo), np.log(hi), n)).astype(np.float16)
+    if sign:
+        v = v * rng.choice(np.array([-1, 1], np.float16), n)
+    return v.view(np.uint16)
+
+
+def _blocks(rng, rows, nb):
+    w = np.zeros((rows, nb), Q4_1)
+    w["d"] = _half_bits(rng, rows * nb, 1e-5, 0.5).reshape(rows, nb)
+    w["m"] = _half_bits(rng, rows * nb, 1e-5, 1.0, sign=True).reshape(rows, nb)
+    w["qs"] = rng.integers(0, 256, (rows, nb, 16))
+    return w
+
+
+def _acts(rng, cols, nb):
+    a = np.zeros((cols, nb), Q8_1)
+    a["d"] = _half_bits(rng, cols * nb, 1e-6, 2.0).reshape(cols, nb)
+    a["s"] = _half_bits(rng, cols * nb, 1e-4, 60000.0, sign=True).reshape(cols, nb)
+    a["qs"] = rng.integers(-127, 128, (cols, nb, 32))
+    return a
+
+
+@pytest.fixture(scope="module")
+def lib():
+    lib = ggml_cpu_library()
+    assert matmul_kernel() == "nacrith-mm-1", "llama.cpp was built without native/llama/nacrith-mm.patch"
+    lib.ggml_vec_dot_q4_1_q8_1.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p,
+                                           ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    lib.ggml_vec_dot_q4_1_q8_1.restype = None
+    lib.ggml_nacrith_vec_dot_q4_1_q8_1_tile.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
+                                                        ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p]
+    lib.ggml_nacrith_vec_dot_q4_1_q8_1_tile.restype = ctypes.c_int
+    return lib
+
+
+@pytest.mark.parametrize("nb", [1, 18, 48, 256])
+def test_every_tile_shape_gives_the_bits_of_llama_cpp_vec_dot(lib, nb):
+    rng = np.random.default_rng(nb)
+    n = 32 * nb
+    w = _blocks(rng, 9, nb)
+    a = _acts(rng, 4, nb)
+    ref = np.zeros((4, 9), np.float32)
+    for c in range(4):
+        for r in range(9):
+            lib.ggml_vec_dot_q4_1_q8_1(n, ref[c, r:].ctypes.data, 0, w[r].ctypes.data, 0, a[c].ctypes.data, 0, 1)
+    assert np.isfinite(ref).all() and len(np.unique(ref)) == ref.size
+    for nr in range(1, 10):
+        for nc in range(1, 5):
+            out = np.full((4, 9), np.nan, np.float32)
+            ys = (ctypes.c_void_p * 4)(*[a[c].ctypes.data for c in range(4)])
+            outs = (ctypes.c_void_p * 4)(*[out[c].ctypes.data for c in range(4)])
+            assert lib.ggml_nacrith_vec_dot_q4_1_q8_1_tile(n, nr, nc, w.ctypes.data, w.strides[0], ys, outs) == 1
+            got = out[:nc, :nr]
+            assert np.array_equal(got.view(np.uint32), ref[:nc, :nr].view(np.uint32)), (
+                f"{nr} x {nc} tile, {nb} blocks: max |diff| {np.abs(got - ref[:nc, :nr]).max()}")
+            assert np.isnan(out[nc:]).all() and np.isnan(out[:, nr:]).all(), "wrote outside its tile"
+
+
+def test_the_tile_kernel_refuses_what_it_cannot_compute(lib):
+    a = _acts(np.random.default_rng(0), 1, 257)
+    w = _blocks(np.random.default_rng(1), 1, 257)
+    out = np.zeros(1, np.float32)
+    ys = (ctypes.c_void_p * 1)(a.ctypes.data)
+    outs = (ctypes.c_void_p * 1)(out.ctypes.data)
+    assert lib.ggml_nacrith_vec_dot_q4_1_q8_1_tile(32 * 257, 1, 1, w.ctypes.data, w.strides[0], ys, outs) == 0
+    assert lib.ggml_nacrith_vec_dot_q4_1_q8_1_tile(32, 1, 5, w.ctypes.data, w.strides[0], ys, outs) == 0
+
+
+def test_model_logits_are_the_same_bits_with_the_kernel_on_and_off(session, lib):
+    """A batch of 96 tokens (every weight product tiled), 5 lanes per step (tiles of 3 + 2
+    columns) and one token per step (llama.cpp's own loop either way): the kernel engages where
+    it should and changes no bit."""
+    lib.ggml_cpu_nacrith_mm_chunks.restype = ctypes.c_int
+    m = session.model
+    toks = m.tokenize(corpus("canterbury/alice29.txt")[:2000])
+    seq = np.concatenate([[m.bos], toks[:95]]).astype(np.int32)
+    lanes = toks[:5 * 12].reshape(5, 12)
+
+    def run():
+        with LlamaContext(m, n_seq=5, n_ctx_seq=256, n_batch=128, attention=FAST_ATTENTION) as ctx:
+            c0 = lib.ggml_cpu_nacrith_mm_chunks()
+            batch = ctx.prefill(seq)
+            c1 = lib.ggml_cpu_nacrith_mm_chunks()
+            ctx.clear()
+            steps = np.stack([ctx.decode(lanes[:, i], np.full(5, i, np.int32), np.arange(5, dtype=np.int32)).copy()
+                              for i in range(12)])
+            c2 = lib.ggml_cpu_nacrith_mm_chunks()
+            ctx.clear()
+            single = ctx.prefill(seq[:8], 1)
+            c3 = lib.ggml_cpu_nacrith_mm_chunks()
+        return (batch, steps, single), (c1 - c0, c2 - c1, c3 - c2)
+
+    was = set_matmul_kernel(False)
+    try:
+        off, off_chunks = run()
+        set_matmul_kernel(True)
+        on, on_chunks = run()
+    finally:
+        set_matmul_kernel(was)
+    assert off_chunks == (0, 0, 0)
+    assert on_chunks[0] > 0 and on_chunks[1] > 0, "the tile kernel never ran"
+    assert on_chunks[2] == 0, "one column should take llama.cpp's own loop"
+    for name, a, b in zip(("batch", "5 lanes", "one token"), off, on):
+        assert np.array_equal(a, b), f"{name}: max |diff| {np.abs(a - b).max()}"
