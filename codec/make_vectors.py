@@ -1,6 +1,7 @@
 """Conformance vectors in codec/vectors/ (codec/FORMAT.md, "Conformance vectors").
 
     .venv/bin/python codec/make_vectors.py           # write the format version 2 vectors
+    .venv/bin/python codec/make_vectors.py --only=NAME,...  # write just these
     .venv/bin/python codec/make_vectors.py --check   # check every vector does what its name says
 
 valid/NAME.nc decodes to valid/NAME; invalid/NAME.nc must be rejected, with the error its name
@@ -85,6 +86,10 @@ VALID = {
     "v2-mixed-frames.bin": lambda ss: ss[0]["seek"] and ss[0]["params_frame"] and len(ss[0]["kinds"]) >= 3
     and "llm" in ss[0]["kinds"] and ss[0]["kinds"][0] != "llm" and len(set(ss[0]["kinds"])) >= 2,
     "v2-concatenated.bin": lambda ss: [s["version"] for s in ss] == [2, 2, 1],
+    "v2-window-preset6.txt": lambda ss: ss[0]["kinds"] == ["llm"] and ss[0]["params"][0].window == Window(8192, 4, 2048)
+    and ss[0]["params"][0].block()[3] == 6,  # WindowRef: preset 6
+    "v2-window-per-frame.txt": lambda ss: ss[0]["lanes"] == [2, 1] and ss[0]["params_frame"]
+    and [p.window for p in ss[0]["params"]] == [Window(128, 4, 32), Window(256, 4, 64)],
 }
 
 # the error each invalid vector must give (a regular expression on the message)
@@ -145,6 +150,12 @@ def v2_vectors(session) -> tuple[dict, dict]:
         "v2-llm-linear.txt": (alice[6000:6500], llm(alice[6000:6500], Options(ensemble=EnsembleParams(
             ngram_order=3, mixer=MIXER_LINEAR, mix_lr=0.5, mix_init=0.85)))),
         "v2-mixed-frames.bin": (mixed, compress(mixed, session, Options(frame_size=256))),
+        "v2-window-preset6.txt": (alice[9000:9400], llm(alice[9000:9400], Options(window=Window(8192, 4, 2048)))),
+        # per-frame windows (Options.kv_budget): a 2-lane frame at 128 cells in the header, then
+        # a params frame giving the 1-lane frame after it 256
+        "v2-window-per-frame.txt": (alice[:1200] + alice[20000:20400], compress(
+            alice[:1200] + alice[20000:20400], session,
+            Options(window=Window(64, 4, 16), kv_budget=256, min_lane_tokens=150, frame_size=1200))),
     }
     esc = valid["v2-llm-escapes.txt"][0]
     valid["v2-llm-escapes.txt"] = (esc, llm(esc, Options()))
@@ -245,12 +256,17 @@ def main(argv: list[str]) -> int:
     from nacrith.session import Session
 
     valid, invalid = v2_vectors(Session(workers=1))
+    only = next((a.split("=", 1)[1].split(",") for a in argv if a.startswith("--only=")), None)
+    if only is not None:  # write just these (the others keep their committed bytes)
+        valid = {k: v for k, v in valid.items() if k in only}
+        invalid = {k: v for k, v in invalid.items() if k in only}
     for name, (data, blob) in valid.items():
         (VALID_DIR / name).write_bytes(data)
         (VALID_DIR / f"{name}.nc").write_bytes(blob)
         print(f"valid/{name}.nc: {len(data)} -> {len(blob)} bytes")
-    invalid["total-checksum"] = v1_total_checksum()
-    invalid["llm-payload-bitflip"] = v1_llm_payload_bitflip()
+    if only is None:
+        invalid["total-checksum"] = v1_total_checksum()
+        invalid["llm-payload-bitflip"] = v1_llm_payload_bitflip()
     for name, blob in invalid.items():
         (INVALID_DIR / f"{name}.nc").write_bytes(blob)
     print(f"{len(invalid)} invalid vectors")
