@@ -25,12 +25,14 @@ sys.path.insert(0, str(ROOT))
 from bench.common import append_row, cpu_model, find_corpora, peak_rss_mb, read_rows, timed_round_trip  # noqa: E402
 from bench.reference import stock_prefill  # noqa: E402
 from nacrith import llm_frame  # noqa: E402
+from nacrith.model import matmul_kernel, set_matmul_kernel  # noqa: E402
 from nacrith.session import DEFAULT_LEVEL, Options, Session  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "speed.jsonl"
 
 
 def _row(suite: str, name: str, data: bytes, session: Session, opts: Options, ref: dict, **extra) -> dict:
+    extra.setdefault("matmul", matmul_kernel() or "stock")  # the weight-product kernel (same bits either way)
     r = timed_round_trip(session, data, opts, f"{name} {extra}")
     n = r["tokens"] or len(session.model.tokenize(data))
     row = dict(suite=suite, file=name, bytes=len(data), tokens=n, **extra, bpb=round(r["bpb"], 4),
@@ -52,14 +54,21 @@ def cli():
 @click.argument("path", required=False)
 @click.option("--bytes", "nbytes", type=int, default=None)
 @click.option("--attention", default=None, help="Attention mode (default: the default).")
-def main(path, nbytes, attention):
+@click.option("--stock-matmul", is_flag=True,
+              help="llama.cpp's own Q4_1 weight products instead of nacrith-mm's tiles (same bits).")
+def main(path, nbytes, attention, stock_matmul):
     """The issue's benchmark row: FILE at the default level, against stock prefill."""
     src = Path(path) if path else find_corpora() / "canterbury" / "alice29.txt"
     data = src.read_bytes()[:nbytes]
     session = Session(workers=1)
     ref = stock_prefill(session.model, session.model.tokenize(data), session.threads)
     opts = session.resolve(Options(attention=attention))
-    _row("main", src.name, data, session, opts, ref, level=DEFAULT_LEVEL, attention=opts.attention)
+    was = set_matmul_kernel(not stock_matmul)
+    try:
+        _row("main", src.name, data, session, opts, ref, level=DEFAULT_LEVEL, attention=opts.attention,
+             matmul="stock" if stock_matmul or not matmul_kernel() else matmul_kernel())
+    finally:
+        set_matmul_kernel(was)
     table()
 
 
@@ -128,6 +137,12 @@ def _rates(r: dict) -> list[str]:
     return [f"{r['compress_tok_s']} ({r['compress_vs_stock']}x)", f"{r['decompress_tok_s']} ({r['decompress_vs_stock']}x)"]
 
 
+def _matmul(r: dict) -> str:
+    """The weight-product kernel of a row (rows before 2026-12-06 ran llama.cpp's own; the levels
+    rows of that day were written before the column existed, with nacrith-mm on)."""
+    return r.get("matmul") or ("nacrith-mm-1" if r["date"] >= "2026-12-06" else "stock")
+
+
 def table() -> None:
     rows = read_rows(OUT)
     rate_cols = ["compress tok/s (x stock)", "decompress tok/s (x stock)"]
@@ -136,10 +151,10 @@ def table() -> None:
            "1024-token windows from an empty cache, 512-token batches, logits for every token; "
            "`bench/reference.py`). One process, all cores of the machine.", ""]
     suite = lambda name: [r for r in rows if r["suite"] == name]  # noqa: E731
-    out += _section("Default level", ["date", "file (bytes)", "attention", "bpb", *rate_cols, "stock tok/s",
-                                      "peak RSS MiB"], suite("main"),
-                    lambda r: [r["date"], f"{r['file']} ({r['bytes']})", r.get("attention", ""), r["bpb"],
-                               *_rates(r), r["stock_tok_s"], r["peak_rss_mb"]])
+    out += _section("Default level", ["date", "file (bytes)", "attention", "weight products", "bpb", *rate_cols,
+                                      "stock tok/s", "peak RSS MiB"], suite("main"),
+                    lambda r: [r["date"], f"{r['file']} ({r['bytes']})", r.get("attention", ""), _matmul(r),
+                               r["bpb"], *_rates(r), r["stock_tok_s"], r["peak_rss_mb"]])
     out += _section("Drafts (speculative decoding of one-lane frames)",
                     ["date", "file (bytes)", "drafts (most per call)", "min match (tokens)",
                      "min hit rate", "bpb", *rate_cols,
@@ -151,9 +166,10 @@ def table() -> None:
                                r.get("draft_min_hit_rate", 0.0) if r["draft_max"] else "", r["bpb"], *_rates(r),
                                f"{r['stock_one_token_tok_s']} ({r['decompress_tok_s'] / r['stock_one_token_tok_s']:.3f}x)"
                                if "stock_one_token_tok_s" in r else "not run"])
-    out += _section("Levels", ["date", "file (bytes)", "level", "attention", "bpb", *rate_cols], suite("levels"),
+    out += _section("Levels", ["date", "file (bytes)", "level", "attention", "weight products", "bpb", *rate_cols],
+                    suite("levels"),
                     lambda r: [r["date"], f"{r['file']} ({r['bytes']})", f"-{r['level']}", r.get("attention", ""),
-                               r["bpb"], *_rates(r)])
+                               _matmul(r), r["bpb"], *_rates(r)])
     OUT.with_suffix(".md").write_text("\n".join(out) + "\n")
     print("\n".join(out))
 
