@@ -76,14 +76,6 @@ PUBLISHED = [
 
 
 # tables other scripts write (bench/ensemble.py --table, bench/lanes.py table, ...)
-EXTRA_TABLES = [("Ensemble ablation, full alice29.txt (bench/ensemble.py)", "ensemble.md"),
-                ("Per-token cost: LLM against ensemble + CDF + coder (bench/overhead.py)", "overhead.md"),
-                ("Lanes, KV window, slides (bench/lanes.py)", "lanes.md"),
-                ("Stray bytes inside prose (bench/anybytes.py)", "anybytes.md"),
-                ("Binary files: LZMA2 frames against xz -9e (bench/binary.py)", "binary.md"),
-                ("Streaming memory (bench/stream.py)", "stream.md")]
-
-
 def machine() -> dict:
     cpu = cpu_model()
     import llama_cpp
@@ -397,10 +389,6 @@ def readme():
         parts.append(markdown(doc))
         parts.append(f"Source: `bench/results/{p.name}`, plot `bench/results/{p.with_suffix('.png').name}`; "
                      f"backend `{doc['backend']}`.\n")
-    for title, name in EXTRA_TABLES:
-        if (RESULTS / name).exists():
-            parts += [f"### {title}", "", (RESULTS / name).read_text().strip(), "",
-                      f"Source: `bench/results/{name}`.", ""]
     fuzz = RESULTS / "fuzz.json"
     if fuzz.exists():
         f = json.loads(fuzz.read_text())
