@@ -474,6 +474,20 @@ def _list_one(job: Job, name: str) -> None:
         _list_stream(*s)
 
 
+def _params_fields(p: LLMParams) -> dict[str, str]:
+    """The lines of a params block as ``-l`` lists them, label -> value, in listing order (no
+    device line in version 1, no writer line when none is recorded)."""
+    w = p.window
+    algo = f" (algorithm {p.algorithm})" if p.version >= 2 else ""
+    fields = {"model": f"{p.model_label} sha256 {p.model_id.hex()}...",
+              "backend": f"{p.backend_label} (id {p.backend_id.hex()})",
+              "device": offload_name(p.offload) if p.version >= 2 else "",
+              "writer": p.writer,
+              "window": f"{w.size} tokens (sink {w.sink}, slide {w.slide})",
+              "ensemble": f"{p.ensemble.describe()}{algo}"}
+    return {k: v for k, v in fields.items() if v}
+
+
 def _list_stream(parser: StreamParser, items: list, start: int, n: int, size: int) -> None:
     """The listing of one stream of ``size`` bytes, ``start`` bytes into the file (its ``n``-th)."""
     end = parser.end
@@ -483,18 +497,24 @@ def _list_stream(parser: StreamParser, items: list, start: int, n: int, size: in
     if n > 1 or start:
         click.echo(f"stream {n}:    at offset {start}")
     click.echo(f"format:      nacrith stream v{header.version}, frame size {header.frame_size} bytes")
-    for p in [header.params] + items:  # version 2: the header's params, then any params frame
-        if isinstance(p, LLMParams):
-            w = p.window
-            click.echo(f"model:       {p.model_label} sha256 {p.model_id.hex()}...")
-            click.echo(f"backend:     {p.backend_label} (id {p.backend_id.hex()})")
-            if p.version >= 2:
-                click.echo(f"device:      {offload_name(p.offload)}")
-            if p.writer:
-                click.echo(f"writer:      {p.writer}")
-            click.echo(f"window:      {w.size} tokens (sink {w.sink}, slide {w.slide})")
-            algo = f" (algorithm {p.algorithm})" if p.version >= 2 else ""
-            click.echo(f"ensemble:    {p.ensemble.describe()}{algo}")
+    # version 2: the header's params, then any params frame; a params frame lists only what it
+    # changes (per-frame windows change just the window), with the data frame it applies from
+    shown: dict[str, str] | None = None
+    n_frames = 0
+    for p in [header.params] + items:
+        if isinstance(p, Frame):
+            n_frames += 1
+        if not isinstance(p, LLMParams):
+            continue
+        fields = _params_fields(p)
+        if shown is None:
+            for label, value in fields.items():
+                click.echo(f"{label + ':':<13}{value}")
+        else:
+            changed = [f"{label} {value}" for label, value in fields.items() if shown.get(label) != value]
+            changed += [f"no {label}" for label in shown if label not in fields]
+            click.echo(f"{'params:':<13}from frame {n_frames + 1}: {'; '.join(changed) or 'unchanged'}")
+        shown = fields
     click.echo(f"original:    {end.total_size} bytes, blake2b-64 {end.checksum.hex()}")
     lines = []
     for fr in data_frames:

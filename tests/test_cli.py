@@ -545,3 +545,16 @@ def test_levels_are_flags_like_zstd_and_decode_without_one(runner, tmp_path):
     assert r.exit_code == 0
     assert "window:      512 tokens" in runner.invoke(cli.main, ["-l", "-v", str(tmp_path / "g.txt.nc")]).stdout
     assert "--fast" in runner.invoke(cli.main, ["-h"]).stdout
+
+
+def test_listing_shows_a_params_frame_as_what_it_changes():
+    """Per-frame windows write a params frame that changes only the window: ``-l`` lists the
+    stream's params once and then that change with the frame it applies from (it used to repeat
+    the whole block: model, backend, ensemble...)."""
+    nc = os.path.join(os.path.dirname(__file__), "..", "codec", "vectors", "valid", "v2-window-per-frame.txt.nc")
+    out = CliRunner().invoke(cli.main, ["-l", "-v", nc])
+    assert out.exit_code == 0, out.output
+    lines = out.stdout.splitlines()
+    assert sum(line.startswith("model:") for line in lines) == 1
+    assert "window:      128 tokens (sink 4, slide 32)" in lines
+    assert "params:      from frame 2: window 256 tokens (sink 4, slide 64)" in lines
