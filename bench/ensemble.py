@@ -3,6 +3,7 @@
     .venv/bin/python bench/ensemble.py [--enwik-bytes 200000] [--configs a,b,...]
     .venv/bin/python bench/ensemble.py --files alice29 --bytes 50000 --lanes 2048:8,8192:8 --windows 1024,2048
     .venv/bin/python bench/ensemble.py --files html_x_4 --llm-path   # the LLM frame even where xz wins
+    .venv/bin/python bench/ensemble.py --extra log=PATH --files log,requests_models.py --configs ...
 
 On alice29.txt and the first 200,000 bytes of enwik6, same model and lanes: LLM only; + n-gram;
 + bias head; + mixer variants; + skip. Every row is compressed, decompressed and checked for
@@ -66,8 +67,11 @@ DEFAULT_CONFIGS = ["llm-only", "+ngram (linear mixer)", "+bias", "+ngram +bias l
 @click.option("--encode-only", is_flag=True, help="With --llm-path: encode only (a ratio measured in one "
               "run, not decoded: the row says verified false), for windows whose decoding takes hours here.")
 @click.option("--note", default="", help="A note recorded with every row.")
+@click.option("--extra", multiple=True, metavar="NAME=PATH",
+              help="Another input, by path (data kept out of the repo, e.g. the peers' log and JSON files); "
+                   "then name it in --files.")
 @click.option("--table", is_flag=True, help="Only print the table of recorded rows.")
-def main(enwik_bytes, configs, files, nbytes, lane_grid, windows, llm_path, encode_only, note, table):
+def main(enwik_bytes, configs, files, nbytes, lane_grid, windows, llm_path, encode_only, note, extra, table):
     if table:
         print_table()
         return
@@ -78,7 +82,14 @@ def main(enwik_bytes, configs, files, nbytes, lane_grid, windows, llm_path, enco
               "fields.c": lambda: (CORPORA / "canterbury/fields.c").read_bytes(),
               "cp.html": lambda: (CORPORA / "canterbury/cp.html").read_bytes(),
               # html repeated four times (issue 18): four copies of the first 12 KB of snappy's html
-              "html_x_4": lambda: (CORPORA / "snappy/html").read_bytes()[:12288] * 4}
+              "html_x_4": lambda: (CORPORA / "snappy/html").read_bytes()[:12288] * 4,
+              "population.csv": lambda: (CORPORA / "realworld/population.csv").read_bytes(),
+              "requests_models.py": lambda: (CORPORA / "realworld/requests_models.py").read_bytes()}
+    for e in extra:
+        name, _, path = e.partition("=")
+        if not path:
+            raise click.BadParameter(f"{e!r} is not NAME=PATH", param_hint="--extra")
+        inputs[name] = lambda path=path: Path(path).read_bytes()
     d = Options()
     grid = [tuple(int(x) for x in g.split(":")) for g in lane_grid.split(",") if g] or \
         [(d.min_lane_tokens, d.max_lanes)]
