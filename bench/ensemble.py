@@ -113,26 +113,28 @@ def main(enwik_bytes, configs, files, nbytes, lane_grid, windows, llm_path, enco
 
 
 def llm_round_trip(session: Session, data: bytes, opts: Options, stats: dict,
-                   decode: bool = True) -> tuple[int, float, float | None]:
-    """(payload bytes, encode s, decode s) of ``data`` as one LLM frame, decoded and checked
-    (``decode`` false: not decoded, decode s ``None``)."""
-    from nacrith.llm_frame import decode_group, encode_llm_frame, lane_bytes
+                   decode: bool = True) -> tuple[int, float, float | None, Window]:
+    """(payload bytes, encode s, decode s, KV window) of ``data`` as one LLM frame, decoded and
+    checked (``decode`` false: not decoded, decode s ``None``). The window is the one the stream
+    writer picks for the frame (``Options.frame_window``: ``opts.kv_budget`` widens it)."""
+    from nacrith.llm_frame import decode_group, encode_widened_frame, lane_bytes
     from nacrith.container import read_llm_payload
 
     t0 = time.perf_counter()
-    payload = encode_llm_frame(session, data, opts, stats=stats)
+    coded = encode_widened_frame(session, data, opts, stats=stats)
     t1 = time.perf_counter()
-    if payload is None:
+    if coded is None:
         raise SystemExit("not an LLM frame (its tokens do not reproduce it)")
+    payload, window = coded
     if not decode:
-        return len(payload), t1 - t0, None
+        return len(payload), t1 - t0, None, window
     counts, streams = read_llm_payload(payload, len(data), 0)
-    lanes = decode_group(session, [bytes(s) for s in streams], counts, opts.window, opts.ensemble, len(data))
+    lanes = decode_group(session, [bytes(s) for s in streams], counts, window, opts.ensemble, len(data))
     back = b"".join(lane_bytes(session.model, t, e) for t, e in lanes)
     t2 = time.perf_counter()
     if back != data:
         raise SystemExit("LLM frame ROUND TRIP FAILED")
-    return len(payload), t1 - t0, t2 - t1
+    return len(payload), t1 - t0, t2 - t1, window
 
 
 def measure(session: Session, fname: str, data: bytes, name: str, opts: Options, llm_path: bool,
@@ -142,7 +144,7 @@ def measure(session: Session, fname: str, data: bytes, name: str, opts: Options,
     stats: dict = {}
     window = opts.window  # the LLM-path frame's; a stream's first LLM frame records its own
     if llm_path:
-        size, te, td = llm_round_trip(session, data, opts, stats, decode=not encode_only)
+        size, te, td, window = llm_round_trip(session, data, opts, stats, decode=not encode_only)
     else:
         r = timed_round_trip(session, data, opts, f"{fname} {name}")
         stats = r["stats"]
@@ -157,7 +159,7 @@ def measure(session: Session, fname: str, data: bytes, name: str, opts: Options,
                 skipped_pct=round(100 * stats.get("skipped", 0) / max(n, 1), 2),
                 peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 lanes=n_lanes, max_lanes=opts.max_lanes, min_lane_tokens=opts.min_lane_tokens,
-                window=window.size, kv_budget=0 if llm_path else opts.kv_budget, attention=session.resolve(opts).attention, frames=stats.get("frames", {"llm (payload only)": 1} if llm_path else {}),
+                window=window.size, kv_budget=opts.kv_budget, attention=session.resolve(opts).attention, frames=stats.get("frames", {"llm (payload only)": 1} if llm_path else {}),
                 llm_path=llm_path, threads=session.threads, workers=session.workers,
                 verified=td is not None, date=time.strftime("%Y-%m-%d"))
 
