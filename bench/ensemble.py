@@ -4,6 +4,7 @@
     .venv/bin/python bench/ensemble.py --files alice29 --bytes 50000 --lanes 2048:8,8192:8 --windows 1024,2048
     .venv/bin/python bench/ensemble.py --files html_x_4 --llm-path   # the LLM frame even where xz wins
     .venv/bin/python bench/ensemble.py --extra log=PATH --files log,requests_models.py --configs ...
+    .venv/bin/python bench/ensemble.py --matrix NOTE   # the rows of one run: inputs x configurations
 
 On alice29.txt and the first 200,000 bytes of enwik6, same model and lanes: LLM only; + n-gram;
 + bias head; + mixer variants; + skip. Every row is compressed, decompressed and checked for
@@ -71,9 +72,15 @@ DEFAULT_CONFIGS = ["llm-only", "+ngram (linear mixer)", "+bias", "+ngram +bias l
               help="Another input, by path (data kept out of the repo, e.g. the peers' log and JSON files); "
                    "then name it in --files.")
 @click.option("--table", is_flag=True, help="Only print the table of recorded rows.")
-def main(enwik_bytes, configs, files, nbytes, lane_grid, windows, llm_path, encode_only, note, extra, table):
+@click.option("--matrix", metavar="NOTE", default="",
+              help="Only print the rows recorded with this note as one line per input, one column per "
+                   "configuration (the README's ablation table).")
+def main(enwik_bytes, configs, files, nbytes, lane_grid, windows, llm_path, encode_only, note, extra, table, matrix):
     if table:
         print_table()
+        return
+    if matrix:
+        print_matrix(matrix)
         return
     if encode_only and not llm_path:
         raise click.UsageError("--encode-only needs --llm-path")
@@ -189,6 +196,31 @@ def print_table() -> None:
               f"{r['dec_tok_s'] or ''} | {r['skipped_pct']} % | {r['peak_rss_mb']} |")
     for i, n in enumerate(notes):
         print(f"\n{'*' * (i + 1)} {n}")
+
+
+def print_matrix(note: str) -> None:
+    """The rows recorded with ``note``: one line per input (bytes, tokens, lanes, window), one
+    column per configuration (bpb and coded bytes), then the last configuration against LLM only."""
+    rows = [r for r in read_rows(OUT) if r.get("note") == note]
+    if not rows:
+        raise SystemExit(f"no rows recorded with the note {note!r}")
+    configs = list(dict.fromkeys(r["config"] for r in rows))
+    cells: dict = {}
+    for r in rows:
+        cells.setdefault((r["file"], r["bytes"]), {})[r["config"]] = r
+    print("| input (bytes; tokens, lanes x window) | " + " | ".join(configs) + f" | {configs[-1]} vs {configs[0]} |")
+    print("|---" * (len(configs) + 2) + "|")
+    for (fname, nbytes), by in cells.items():
+        any_row = next(iter(by.values()))
+        line = f"| {fname} ({nbytes:,}; {any_row['tokens']:,}, {any_row['lanes']} x {any_row['window']}) |"
+        best = min(r["compressed"] for r in by.values())
+        for c in configs:
+            r = by.get(c)
+            cell = f" {r['bpb']:.4f} ({r['compressed']:,} B)" if r else " "
+            line += (f" **{cell.strip()}** |" if r and r["compressed"] == best else cell + " |")
+        first, last = by.get(configs[0]), by.get(configs[-1])
+        rel = f" {100 * (last['compressed'] / first['compressed'] - 1):+.1f} % |" if first and last else " |"
+        print(line + rel)
 
 
 if __name__ == "__main__":
