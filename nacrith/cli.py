@@ -353,9 +353,15 @@ def _compress_one(job: Job, name: str, opts: Options) -> None:
         _verify(job, out, digest.digest())
         os.unlink(name)
     if out != "-" or job.verbose:
-        bpb = 8 * n_out / n_in if n_in else 0.0
-        job.say(f"{name}: {n_in} -> {n_out} bytes, {bpb:.4f} bpb, ratio {n_in / max(n_out, 1):.3f}, "
+        job.say(f"{name}: {n_in} -> {n_out} bytes, {_rate(n_out, n_in)}, "
                 f"{dt:.1f} s ({n_in / 1024 / max(dt, 1e-9):.1f} KiB/s)")
+
+
+def _rate(compressed: int, original: int) -> str:
+    """'B bpb, ratio R' for a report line; '--- bpb, ratio ---' for an empty original, as xz -l."""
+    if not original:
+        return "--- bpb, ratio ---"
+    return f"{8 * compressed / original:.4f} bpb, ratio {original / max(compressed, 1):.3f}"
 
 
 def _verify(job: Job, path: str, digest: bytes) -> None:
@@ -527,8 +533,7 @@ def _list_stream(parser: StreamParser, items: list, start: int, n: int, size: in
         content += body
         lines.append(f"  @{start + fr.offset:<10} {FRAME_NAMES[fr.kind]:6} {fr.raw_size:>10} -> {len(fr.payload):>10} "
                      f"bytes, {8 * len(fr.payload) / fr.raw_size:.4f} bpb, checksum {fr.checksum.hex()}{extra}")
-    bpb = 8 * size / end.total_size if end.total_size else 0.0
-    click.echo(f"compressed:  {size} bytes, {bpb:.4f} bpb, ratio {end.total_size / max(size, 1):.3f}")
+    click.echo(f"compressed:  {size} bytes, {_rate(size, end.total_size)}")
     click.echo(f"overhead:    {size - content} bytes (headers, params, lane tables, checksums, end)")
     click.echo(f"frames:      {len(data_frames)}{' (with seek table)' if end.seek_offset else ''}")
     for line in lines:

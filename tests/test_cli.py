@@ -558,3 +558,17 @@ def test_listing_shows_a_params_frame_as_what_it_changes():
     assert sum(line.startswith("model:") for line in lines) == 1
     assert "window:      128 tokens (sink 4, slide 32)" in lines
     assert "params:      from frame 2: window 256 tokens (sink 4, slide 64)" in lines
+
+
+def test_empty_input_reports_no_ratio_and_round_trips(runner, tmp_path):
+    # as xz -l: an empty original has no bpb or ratio ("---"), not 0.000
+    src = tmp_path / "empty"
+    src.write_bytes(b"")
+    r = runner.invoke(cli.main, ["-k", str(src)])
+    assert r.exit_code == 0, r.output
+    assert "0 -> " in r.stderr and "--- bpb, ratio ---" in r.stderr
+    r = runner.invoke(cli.main, ["-l", str(tmp_path / "empty.nc")])
+    assert r.exit_code == 0 and "original:    0 bytes" in r.stdout and "--- bpb, ratio ---" in r.stdout
+    src.unlink()
+    r = runner.invoke(cli.main, ["-d", str(tmp_path / "empty.nc")])
+    assert r.exit_code == 0 and src.read_bytes() == b""
