@@ -241,7 +241,26 @@ class SeekIndex:
             self.end.total_size = pos
         if self.entries and pos != self.end.total_size:
             raise FormatError("seek table sizes do not add up to the total size")
+        if self.entries:
+            self._check_table(size)
         self._params_cache: dict = {}
+
+    def _check_table(self, size: int) -> None:
+        """Walk the stream's frames once from the start (compressed bytes only, nothing decoded)
+        so that ``StreamParser`` checks the seek table against them: the table has no checksum of
+        its own, and a wrong RawSize or offset in it would otherwise place a correct frame at the
+        wrong uncompressed offset. Raises FormatError (also for a file of several streams)."""
+        p = StreamParser()
+        self._fp.seek(0)
+        while p.end is None:
+            chunk = self._fp.read(READ)
+            if not chunk:
+                p.close()
+            p.feed(chunk)
+            while p.next() is not None:
+                pass
+        if p.offset != size or p.unused_data:
+            raise FormatError("several concatenated streams (no index)")
 
     def _item(self, offset: int, kind, params: LLMParams | None = None):
         """The item of type ``kind`` at stream ``offset`` (read through the parser, with

@@ -73,6 +73,35 @@ def test_open_binary_read_write_seek(session, text, tmp_path):
         assert f.seek(len(text) + 5) == len(text) and f.read() == b""
 
 
+def test_seek_never_trusts_a_corrupt_seek_table(session, text, blob, tmp_path):
+    # the seek table has no checksum of its own: a wrong RawSize in it must not place an intact
+    # frame at the wrong uncompressed offset (reported by a fresh user: wrong bytes, no error)
+    from nacrith.container import SeekEntry, read_seek_table, write_seek_table
+    from nacrith.decoder import SeekIndex
+
+    idx = SeekIndex(io.BytesIO(blob))
+    assert len(idx.entries) >= 3
+    at = idx.end.seek_offset
+    entries, end = read_seek_table(blob, at, at)
+    e0 = entries[0]
+    bad = [SeekEntry(e0.raw_size ^ 2, e0.offset, e0.params_offset)] + entries[1:]
+    table = write_seek_table(bad)
+    assert len(table) == end - at
+    p = tmp_path / "bad-table.nc"
+    p.write_bytes(blob[:at] + table + blob[end:])
+    off = idx.starts[2] + 5
+    with nacrith.open(p, "rb", session=session) as f:
+        try:
+            f.seek(off)
+            got = f.read(20)
+        except nacrith.FormatError:
+            pass
+        else:
+            assert got == text[off:off + 20]
+    with nacrith.open(p, "rb", session=session) as f, pytest.raises(nacrith.FormatError, match="seek table"):
+        f.read()
+
+
 def test_open_text_mode(session, text, tmp_path):
     p = tmp_path / "t.nc"
     s = text.decode()
