@@ -377,6 +377,15 @@ def enwik8(path, frame_size, workers, cluster, lanes, max_bytes, threads):
     session.close()
 
 
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def models(ctx):
+    """The models table (bench/models.py): bpb and speed of every tested model, one run."""
+    from bench.models import main as models_main
+
+    sys.exit(models_main(ctx.args))
+
+
 @main.command()
 def readme():
     """Rewrite the README's results section from the latest JSON of each suite."""

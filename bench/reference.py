@@ -23,7 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nacrith.model import Model, default_threads, llama, set_matmul_kernel  # noqa: E402
+from nacrith.model import Model, default_threads, llama, set_invariant_products, set_matmul_kernel  # noqa: E402
 
 
 def stock_prefill(model: Model, tokens: np.ndarray, threads: int | None = None, window: int = 1024,
@@ -34,6 +34,7 @@ def stock_prefill(model: Model, tokens: np.ndarray, threads: int | None = None, 
     Returns dict(tokens, seconds, tok_s, settings) with tok_s in tokens per second.
     """
     was = set_matmul_kernel(tiled)  # False: llama.cpp's own weight products (nacrith-mm.patch off)
+    inv = set_invariant_products(tiled)  # and its own routing of the other weight types
     try:
         r = _timed_prefill(model, tokens, threads, window, batch, logits_all)
         if tiled:
@@ -41,6 +42,7 @@ def stock_prefill(model: Model, tokens: np.ndarray, threads: int | None = None, 
         return r
     finally:
         set_matmul_kernel(was)
+        set_invariant_products(inv)
 
 
 def _timed_prefill(model: Model, tokens: np.ndarray, threads: int | None, window: int, batch: int, logits_all: bool) -> dict:

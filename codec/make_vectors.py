@@ -90,6 +90,9 @@ VALID = {
     and ss[0]["params"][0].block()[3] == 6,  # WindowRef: preset 6
     "v2-window-per-frame.txt": lambda ss: ss[0]["lanes"] == [2, 1] and ss[0]["params_frame"]
     and [p.window for p in ss[0]["params"]] == [Window(128, 4, 32), Window(256, 4, 64)],
+    # the lockstep schedule (params entry 0x01 = 1): three lanes, one ending early, across a slide
+    "v2-lockstep.txt": lambda ss: ss[0]["lanes"] == [3] and ss[0]["params"][0].schedule == 1
+    and ss[0]["params"][0].block()[-3:] == b"\x01\x01\x01",
 }
 
 # the error each invalid vector must give (a regular expression on the message)
@@ -110,7 +113,7 @@ INVALID = {
     "v2-no-seek-table": "without a seek table", "v2-seek-table-mismatch": "does not match",
     "v2-unknown-algorithm": "ensemble algorithm", "v2-unknown-preset": "unknown window preset",
     "v2-truncated-concatenation": "truncated", "v2-trailing-after-concatenation": "trailing data",
-    "v2-lane-table-overrun": "overrun|fill",
+    "v2-lane-table-overrun": "overrun|fill", "v2-unknown-schedule": "unknown evaluation schedule",
 }
 
 
@@ -153,6 +156,8 @@ def v2_vectors(session) -> tuple[dict, dict]:
         "v2-window-preset6.txt": (alice[9000:9400], llm(alice[9000:9400], Options(window=Window(8192, 4, 2048)))),
         # per-frame windows (Options.kv_budget): a 2-lane frame at 128 cells in the header, then
         # a params frame giving the 1-lane frame after it 256
+        "v2-lockstep.txt": (alice[30000:30800], llm(alice[30000:30800], Options(
+            window=Window(48, 4, 12), max_lanes=3, min_lane_tokens=50, schedule="lockstep"))),
         "v2-window-per-frame.txt": (alice[:1200] + alice[20000:20400], compress(
             alice[:1200] + alice[20000:20400], session,
             Options(window=Window(64, 4, 16), kv_budget=256, min_lane_tokens=150, frame_size=1200))),
@@ -185,6 +190,9 @@ def v2_vectors(session) -> tuple[dict, dict]:
         "v2-seek-table-mismatch": flip(multi, seek + 2),  # the first entry's size
         "v2-unknown-algorithm": _resealed(good, hlen, lambda h: h[:15] + b"\x07" + h[16:]),
         "v2-unknown-preset": _resealed(good, hlen, lambda h: h[:14] + b"\x09" + h[15:]),
+        # a Schedule entry (0x01) whose value no reader knows (2), in the header's params block
+        "v2-unknown-schedule": _resealed(good, hlen, lambda h: h[:10] + bytes([h[10] + 3]) + h[11:]
+                                         + b"\x01\x01\x02"),
         "v2-truncated-concatenation": good + stored[:-1],
         "v2-trailing-after-concatenation": good + stored + b"\x00\x00",
         "v2-lane-table-overrun": build_stream([(FRAME_LLM, b"abcdef", varint(2) + varint(3) + varint(9) + varint(2)

@@ -38,7 +38,7 @@ def cpu_features(info: str | None = None) -> dict[str, str]:
     return out
 
 
-def fingerprint(n_gpu_layers: int | None = 0, attention: Attention = DEFAULT_ATTENTION) -> str:
+def fingerprint(n_gpu_layers: int | None = 0, attention: Attention = DEFAULT_ATTENTION, weights: str = "") -> str:
     """The backend fingerprint string stored in stream headers (hashed).
 
     Contains: llama-cpp-python version, llama.cpp system info (compiled features), where layers
@@ -47,7 +47,8 @@ def fingerprint(n_gpu_layers: int | None = 0, attention: Attention = DEFAULT_ATT
     it: a way to see how a decoder or a worker with another backend is refused (tests).
     ``n_gpu_layers=None``: the build alone, without the device (format version 2 records the
     offload on its own, so that an error can name the setting). ``attention``: the context's
-    flash attention and KV cache types (``nacrith.model.ATTENTION_MODES``).
+    flash attention and KV cache types (``nacrith.model.ATTENTION_MODES``). ``weights``: the
+    model's ``Model.kernel_record`` ("" for models of Q4_1 and Q8_0 weights only).
     """
     override = os.environ.get("NACRITH_BACKEND_FINGERPRINT")
     if override:
@@ -64,7 +65,7 @@ def fingerprint(n_gpu_layers: int | None = 0, attention: Attention = DEFAULT_ATT
         parts.append(f"{head} {' '.join(on)}".strip() if feats else section.strip())
     where = "" if n_gpu_layers is None else f"device={device}; "
     return (f"llama-cpp-python {L.__version__}; {'; '.join(parts)}; {where}"
-            f"{attention.fingerprint()} rot={1 - int(ATTN_ROT_VALUE)}")
+            f"{attention.fingerprint()} rot={1 - int(ATTN_ROT_VALUE)}{weights}")
 
 
 def fingerprint_id(fp: str) -> bytes:

@@ -60,7 +60,19 @@ def _zstd_decompress(fr: Frame) -> bytes:
         if declared not in (-1, fr.raw_size):
             raise FormatError(f"frame at offset {fr.offset}: zstd payload declares {declared} bytes, "
                               f"the frame {fr.raw_size}")
-        return zstandard.ZstdDecompressor().decompress(payload, max_output_size=fr.raw_size)
+        if declared == fr.raw_size:
+            return zstandard.ZstdDecompressor().decompress(payload, max_output_size=fr.raw_size)
+        # no declared size: decompress in pieces, so that memory follows what the payload really
+        # holds (max_output_size would allocate RawSize up front: a 30 KB stream declaring a
+        # 1 GiB frame cost 1.1 GB)
+        out = bytearray()
+        with zstandard.ZstdDecompressor().stream_reader(payload, read_across_frames=False) as r:
+            while chunk := r.read(1 << 20):
+                out += chunk
+                if len(out) > fr.raw_size:
+                    raise FormatError(f"frame at offset {fr.offset}: zstd payload holds more than "
+                                      f"the frame's {fr.raw_size} bytes")
+        return bytes(out)
     except zstandard.ZstdError as e:
         raise FormatError(f"frame at offset {fr.offset}: corrupt zstd payload ({e})") from None
 

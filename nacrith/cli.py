@@ -25,6 +25,7 @@ import hashlib
 import math
 import mmap
 import os
+import re
 import signal
 import stat
 import sys
@@ -35,7 +36,7 @@ from contextlib import contextmanager
 import click
 
 from . import __version__
-from .container import (FRAME_LLM, FRAME_NAMES, MAGIC, Frame, LLMParams, StreamParser, offload_name,
+from .container import (FRAME_LLM, FRAME_NAMES, MAGIC, MAX_LANES, Frame, LLMParams, StreamParser, offload_name,
                         read_llm_payload)
 from .decoder import ConcatDecoder, SeekIndex
 from .policy import GuardedEncoder
@@ -279,6 +280,7 @@ class Job:
     def __init__(self, **kw):
         self.__dict__.update(kw)
         self._session = None
+        self._noted = False
 
     @property
     def session(self) -> Session:
@@ -300,7 +302,8 @@ class Job:
         return Options.from_level(
             self.level, window=Window(self.window or w.size, self.sink or w.sink, self.slide or w.slide),
             ensemble=ens, frame_size=self.frame_size, max_lanes=self.lanes or lv.max_lanes,
-            min_lane_tokens=self.lane_tokens or lv.min_lane_tokens, kv_budget=budget, info=self.info)
+            min_lane_tokens=self.lane_tokens or lv.min_lane_tokens, kv_budget=budget, info=self.info,
+            verify=bool(self.verify))
 
     def say(self, msg: str) -> None:
         if not self.quiet:
@@ -321,16 +324,27 @@ def _output_name(job: Job, name: str, mode: str) -> str:
     raise CliError(f"{name}: unknown suffix (expected {SUFFIX}); use -o or -c")
 
 
+def _check_link(job: Job, name: str) -> None:
+    """A symbolic link is not followed when compressing or decompressing to a file, unless -f
+    (gzip and zstd skip it with a warning): --rm would remove the link, the output would sit
+    beside the link rather than its target."""
+    if name != "-" and not job.force and not job.to_stdout and os.path.islink(name):
+        raise CliWarning(f"{name}: is a symbolic link -- ignored (use -f to follow it)")
+
+
 def _compress_one(job: Job, name: str, opts: Options) -> None:
     st = _check_input(name)
     out = _output_name(job, name, "z")
     _check_paths(name, st, out, special_ok=out == "-")
+    _check_link(job, name)
     if out == "-" and sys.stdout.isatty() and not job.force:
         raise CliError("refusing to write compressed data to a terminal (use -f to force)")
     if out != "-" and os.path.exists(out) and not job.force:
         raise CliError(f"{out}: already exists (use -f to overwrite)")
     bar = _Progress(_input_size(name), os.path.basename(name), job.progress, job.quiet)
-    enc = GuardedEncoder(job.session, opts, bar)
+    stats: dict = {}
+    enc = GuardedEncoder(job.session, opts, bar, stats)
+    _note_schedule(job, enc.options)
     n_in = n_out = 0
     digest = hashlib.blake2b(digest_size=16)
     t0 = time.perf_counter()
@@ -352,9 +366,39 @@ def _compress_one(job: Job, name: str, opts: Options) -> None:
     if job.rm and name != "-" and out != "-":
         _verify(job, out, digest.digest())
         os.unlink(name)
+    if stats.get("verify_failed"):
+        job.say(f"nacrith: {name}: warning: {stats['verify_failed']} LLM frame(s) did not decode back and "
+                "were written as binary frames (the output is correct; please report this model and build)")
     if out != "-" or job.verbose:
         job.say(f"{name}: {n_in} -> {n_out} bytes, {_rate(n_out, n_in)}, "
-                f"{dt:.1f} s ({n_in / 1024 / max(dt, 1e-9):.1f} KiB/s)")
+                f"{dt:.1f} s ({n_in / 1024 / max(dt, 1e-9):.1f} KiB/s)"
+                + (f", {stats.get('verified', 0)} LLM frame(s) verified" if opts.verify and job.verbose else ""))
+
+
+def _note_schedule(job: Job, opts: Options) -> None:
+    """With -v, say once why the slower lockstep schedule is used (the probe's verdict)."""
+    if not job.verbose or job._noted or opts.schedule != "lockstep":
+        return
+    from .model import ATTENTION_MODES
+    from .probe import describe
+
+    job._noted = True
+    v = job.session.verdict(ATTENTION_MODES[opts.attention])
+    job.say(f"nacrith: {job.session.model.path.name}: {describe(v)}")
+
+
+def _check_model(job: Job) -> int:
+    """``--check-model GGUF``: the probe's verdict for that model on this build, one line; exit 0
+    when it is lossless (either schedule), 1 when it cannot be used for LLM frames."""
+    from .model import ATTENTION_MODES
+    from .probe import describe
+
+    opts = job.session.resolve(Options())
+    v = job.session.verdict(ATTENTION_MODES[opts.attention])
+    took = f"probed in {v.seconds:.1f} s" if not v.cached else "cached verdict"
+    click.echo(f"{job.session.model.path}: {describe(v)} (attention {opts.attention}, "
+               f"{'GPU' if job.session.model.n_gpu_layers else 'CPU'}; {took})")
+    return 0 if v.lossless else 1
 
 
 def _rate(compressed: int, original: int) -> str:
@@ -381,6 +425,8 @@ def _decompress_one(job: Job, name: str, write: bool) -> None:
     st = _check_input(name)
     out = _output_name(job, name, "d") if write else None
     _check_paths(name, st, out, special_ok=out in (None, "-"))
+    if write:
+        _check_link(job, name)
     if name == "-" and sys.stdin.isatty():
         raise CliError("refusing to read compressed data from a terminal")
     if out not in (None, "-") and os.path.exists(out) and not job.force:
@@ -463,21 +509,31 @@ def _list_one(job: Job, name: str) -> None:
     else:
         with open(name, "rb") as f:  # mapped, not read: listing a huge file stays small in memory
             blob = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if os.path.getsize(name) else b""
-    view, start, n, streams = memoryview(blob), 0, 0, []
+    view, start, n = memoryview(blob), 0, 0
     while True:  # concatenated streams, one after the other
         parser = StreamParser(view[start:])
-        items = list(parser)  # checks the structure (and the seek table) before printing
+        items: list = []
+        error = None
+        try:  # the structure (and the seek table) is checked as it is read
+            for item in parser:
+                items.append(item)
+        except NacrithError as e:
+            error = e
         n += 1
+        if n == 1 and parser.header is None:  # not even a header: only the error, as xz -l
+            raise error
+        if n == 1:
+            click.echo(f"file:        {name}")
         rest = len(view) - start - len(parser.unused_data)  # bytes of this stream
-        streams.append((parser, items, start, n, rest))
+        if parser.header is not None:  # what was read before a damage is listed, then the error
+            _list_stream(parser, items, start, n, rest if error is None else None)
+        if error is not None:
+            raise error
         if not parser.unused_data:
             break
         if bytes(parser.unused_data[:len(MAGIC)]) != MAGIC:
             raise NacrithError(f"{len(parser.unused_data)} bytes of trailing data after the end frame")
         start += rest
-    click.echo(f"file:        {name}")  # only once every stream has parsed: nothing for a bad file
-    for s in streams:
-        _list_stream(*s)
 
 
 def _params_fields(p: LLMParams) -> dict[str, str]:
@@ -490,12 +546,14 @@ def _params_fields(p: LLMParams) -> dict[str, str]:
               "device": offload_name(p.offload) if p.version >= 2 else "",
               "writer": p.writer,
               "window": f"{w.size} tokens (sink {w.sink}, slide {w.slide})",
+              "schedule": "lockstep (one token per lane per step on both sides)" if p.schedule else "",
               "ensemble": f"{p.ensemble.describe()}{algo}"}
     return {k: v for k, v in fields.items() if v}
 
 
-def _list_stream(parser: StreamParser, items: list, start: int, n: int, size: int) -> None:
-    """The listing of one stream of ``size`` bytes, ``start`` bytes into the file (its ``n``-th)."""
+def _list_stream(parser: StreamParser, items: list, start: int, n: int, size: int | None) -> None:
+    """The listing of one stream of ``size`` bytes, ``start`` bytes into the file (its ``n``-th);
+    ``size`` None: the stream is damaged, ``items`` are what was read before the damage."""
     end = parser.end
     data_frames = [x for x in items if isinstance(x, Frame)]
     header = parser.header
@@ -521,21 +579,30 @@ def _list_stream(parser: StreamParser, items: list, start: int, n: int, size: in
             changed += [f"no {label}" for label in shown if label not in fields]
             click.echo(f"{'params:':<13}from frame {n_frames + 1}: {'; '.join(changed) or 'unchanged'}")
         shown = fields
-    click.echo(f"original:    {end.total_size} bytes, blake2b-64 {end.checksum.hex()}")
+    if end is not None:
+        click.echo(f"original:    {end.total_size} bytes, blake2b-64 {end.checksum.hex()}")
     lines = []
     for fr in data_frames:
         extra = ""
         body = len(fr.payload)
         if fr.kind == FRAME_LLM:
-            counts, streams = read_llm_payload(fr.payload, fr.raw_size, fr.offset, fr.version)
+            try:
+                counts, streams = read_llm_payload(fr.payload, fr.raw_size, fr.offset, fr.version)
+            except NacrithError as e:  # listed as far as it goes, then the error
+                for line in lines:
+                    click.echo(line)
+                raise e
             extra = f", {len(counts)} lanes, {sum(counts)} tokens"
             body = sum(len(x) for x in streams)
         content += body
         lines.append(f"  @{start + fr.offset:<10} {FRAME_NAMES[fr.kind]:6} {fr.raw_size:>10} -> {len(fr.payload):>10} "
                      f"bytes, {8 * len(fr.payload) / fr.raw_size:.4f} bpb, checksum {fr.checksum.hex()}{extra}")
-    click.echo(f"compressed:  {size} bytes, {_rate(size, end.total_size)}")
-    click.echo(f"overhead:    {size - content} bytes (headers, params, lane tables, checksums, end)")
-    click.echo(f"frames:      {len(data_frames)}{' (with seek table)' if end.seek_offset else ''}")
+    if end is None or size is None:  # a damaged stream: the frames read before the damage
+        click.echo(f"frames:      {len(data_frames)} read before the damage")
+    else:
+        click.echo(f"compressed:  {size} bytes, {_rate(size, end.total_size)}")
+        click.echo(f"overhead:    {size - content} bytes (headers, params, lane tables, checksums, end)")
+        click.echo(f"frames:      {len(data_frames)}{' (with seek table)' if end.seek_offset else ''}")
     for line in lines:
         click.echo(line)
 
@@ -552,6 +619,9 @@ def _walk(top: str, mode: str):
         return
     for e in entries:
         try:
+            if e.is_symlink():  # as gzip and zstd: not followed, and said so
+                yield CliWarning(f"{e.path}: is a symbolic link -- ignored")
+                continue
             if e.is_dir(follow_symlinks=False):
                 yield from _walk(e.path, mode)
             elif e.is_file(follow_symlinks=False) and e.name.endswith(SUFFIX) != (mode == "z"):
@@ -582,6 +652,18 @@ def run(job: Job, mode: str, files: list[str]) -> None:
         _usage_error("-c/--stdout and -o/--output exclude each other")
     if job.output and (len(files) > 1 or (job.recursive and os.path.isdir(files[0]))):
         _usage_error("-o/--output takes a single input file")
+    if job.check_model is not None:
+        if job.model not in (None, job.check_model) or list(files) != ["-"]:
+            _usage_error("--check-model GGUF takes no other model or file")
+        job.model = job.check_model
+        try:
+            sys.exit(_check_model(job))
+        except NacrithError as e:
+            click.echo(f"nacrith: {job.check_model}: {e}", err=True)
+            sys.exit(1)
+        finally:
+            if job._session is not None:
+                job._session.close()
     if mode == "z":
         try:
             opts = job.options()
@@ -599,6 +681,11 @@ def run(job: Job, mode: str, files: list[str]) -> None:
             if isinstance(name, CliError):
                 click.echo(f"nacrith: {name}", err=True)
                 status = 1
+                continue
+            if isinstance(name, CliWarning):
+                if not job.quiet:
+                    click.echo(f"nacrith: {name}", err=True)
+                status = max(status, 2) if status != 1 else 1
                 continue
             _CURRENT[0] = name
             try:
@@ -683,6 +770,12 @@ def _options(f):
                      help="Progress bar on stderr (default: when stderr is a terminal)."),
         click.option("-m", "--model", metavar="GGUF", default=None,
                      help="GGUF model (default: $NACRITH_MODEL, then the embedded SmolLM2-135M)."),
+        click.option("--check-model", metavar="GGUF", default=None,
+                     help="Say whether this model is lossless on this build (batched encoding proven "
+                          "bit-exact, or the slower lockstep schedule), in one line, and exit."),
+        click.option("--verify", is_flag=True,
+                     help="Decode every LLM frame right after coding it; one that does not give its "
+                          "input back is written as a binary frame (--rm also decodes the whole output)."),
         click.option("-T", "--workers", type=click.IntRange(0, 256), default=None,
                      help="Frames coded at once: worker processes (or Ray actors), each with its own "
                           "model and context (0 or unset: from the cores, or the cluster)."),
@@ -701,7 +794,7 @@ def _options(f):
         *[click.option(f"-{n}", "level", flag_value=n, hidden=True) for n in range(2, 10)],
         click.option("--fast", "level", flag_value=1, help="Same as -1."),
         click.option("--best", "level", flag_value=9, help="Same as -9."),
-        click.option("--lanes", type=click.IntRange(1, 4096), default=None,
+        click.option("--lanes", type=click.IntRange(1, MAX_LANES), default=None,
                      help=f"Most lanes per frame (decoded together, one token per lane per step) "
                           f"[default: the level's; -{DEFAULT_LEVEL}: {_O.max_lanes}]"),
         click.option("--lane-tokens", type=click.IntRange(1), default=None,
@@ -759,17 +852,42 @@ def _job(kw: dict) -> tuple[Job, list[str]]:
     return Job(**kw), files
 
 
+def _words(cmd: click.Command, args: list[str]):
+    """(is_option, index, word) for each word of ``args`` before ``--``; options that take a
+    value (``--threads 1``) skip it."""
+    takes = set()
+    for p in cmd.params:
+        if isinstance(p, click.Option) and not p.is_flag and not p.count:
+            takes.update(p.opts)
+    i = 0
+    while i < len(args) and args[i] != "--":
+        a = args[i]
+        option = a.startswith("-") and a != "-"
+        yield option, i, a
+        i += 2 if option and a in takes else 1
+
+
 class _Main(click.Group):
     """``nacrith ARGS``: a subcommand when ARGS starts with one, else the gzip-style command."""
 
     def parse_args(self, ctx, args):
+        args = list(args)
         if args and args[0] in self.commands:
             return super().parse_args(ctx, args)
-        flags = list(args)[:list(args).index("--")] if "--" in args else list(args)
+        flags = args[:args.index("--")] if "--" in args else args
         for a in flags:  # "nacrith -d -h" shows the same help as "nacrith -h"
             if a in ("-h", "--help", "-V", "--version"):
                 return super().parse_args(ctx, [a])
-        return super().parse_args(ctx, ["gzip"] + list(args))
+        words = list(_words(self.commands["gzip"], args))
+        for option, i, a in words:  # a level outside 1..9 is one line naming the range
+            if option and re.fullmatch(r"-[0-9]+", a) and not 1 <= int(a[1:]) <= 9:
+                _usage_error(f"compression level {a} out of range (valid: -1 .. -9, --fast, --best)")
+        first = next(((i, a) for option, i, a in words if not option), None)
+        if first is not None and first[1] in self.commands:
+            # "nacrith --threads 1 test a.nc": the subcommand, wherever the global options stand
+            i, a = first
+            return super().parse_args(ctx, [a] + args[:i] + args[i + 1:])
+        return super().parse_args(ctx, ["gzip"] + args)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         """As click's, except that a usage error (a bad option value, an unknown option) is one

@@ -27,7 +27,7 @@ CHECK_SIZE = 4  # BLAKE2b-32 header / params frame check (version 2)
 DESC_PARAMS = 0x20  # version 2 descriptor: the params block follows
 MAX_PARAMS = 1 << 16  # bytes of a parameter block
 MAX_FRAME_SIZE = 1 << 30  # original bytes per frame
-MAX_LANES = 4096
+MAX_LANES = 256  # llama.cpp's LLAMA_MAX_SEQ: sequences one context holds
 
 FRAME_END = 0
 FRAME_STORED = 1
@@ -53,6 +53,12 @@ K_WINDOW = 0x04
 K_ENSEMBLE = 0x05
 K_MODEL_NAME = 0x80
 K_WRITER = 0x81
+# version 2 params block entries (critical keys < 0x80 share the numbering space of version 1's
+# params frame, but live in another structure)
+K_SCHEDULE = 0x01  # the LLM evaluation schedule: 1 = lockstep (codec/FORMAT.md, "Evaluation schedule")
+SCHEDULE_BATCHED = 0  # not written: batch-invariant backend, any batching on either side
+SCHEDULE_LOCKSTEP = 1  # both sides: one token per lane per llama_decode, no drafts
+SCHEDULE_NAMES = {SCHEDULE_BATCHED: "batched", SCHEDULE_LOCKSTEP: "lockstep"}
 
 # version 2 presets (codec/FORMAT.md, "Params block"); frozen: new ones get new ids
 MODEL_PRESETS = {1: ("b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
@@ -196,7 +202,10 @@ class LLMParams:
     device is part of the fingerprint); window: sliding KV window (tokens); ensemble:
     hyper-parameters of the n-gram, bias, mixer and skip (``nacrith.ensemble``); algorithm: the
     ensemble arithmetic's id; model_name, writer: informational (version 2: only on request);
-    backend (a label), n_vocab, bos: version 1 only.
+    backend (a label), n_vocab, bos: version 1 only; schedule: ``SCHEDULE_BATCHED`` (the backend is
+    batch-invariant for this model: the encoder batches, the decoder may draft) or
+    ``SCHEDULE_LOCKSTEP`` (both sides evaluate one token per lane per step; written as the
+    critical entry ``K_SCHEDULE``).
     """
 
     model_id: bytes
@@ -211,6 +220,7 @@ class LLMParams:
     n_vocab: int | None = None
     bos: int | None = None
     version: int = VERSION
+    schedule: int = SCHEDULE_BATCHED
 
     def block(self) -> bytes:
         """The version 2 params block (codec/FORMAT.md, "Params block")."""
@@ -222,6 +232,8 @@ class LLMParams:
                varint(window),
                b"" if window else varint(self.window.size) + varint(self.window.sink) + varint(self.window.slide),
                varint(self.algorithm), encode_ensemble(self.ensemble)]
+        if self.schedule != SCHEDULE_BATCHED:
+            out.append(bytes([K_SCHEDULE]) + varint(1) + bytes([self.schedule]))
         for key, text, cap in ((K_MODEL_NAME, self.model_name, 48), (K_WRITER, self.writer, 64)):
             if text:
                 v = text.encode()[:cap]
@@ -358,11 +370,18 @@ def _read_block(buf, pos: int, end: int, start: int) -> LLMParams:
     ensemble, pos = read_ensemble(buf, pos)
     if pos > end:
         raise FormatError(f"params at offset {start}: ensemble parameters overrun the block")
-    vals = _read_entries(buf, pos, end, start, {})
+    vals = _read_entries(buf, pos, end, start, {K_SCHEDULE: 1})
     name = vals.get(K_MODEL_NAME, b"").decode("utf-8", "replace")
     writer = vals.get(K_WRITER, b"").decode("utf-8", "replace")
+    schedule = SCHEDULE_BATCHED
+    if K_SCHEDULE in vals:
+        v = vals[K_SCHEDULE]
+        if len(v) != 1 or v[0] != SCHEDULE_LOCKSTEP:
+            raise FormatError(f"params at offset {start}: unknown evaluation schedule {v.hex() or 'of 0 bytes'} "
+                              "(newer writer?)")
+        schedule = SCHEDULE_LOCKSTEP
     return LLMParams(model_id, bid, window, ensemble, 0 if off == 0 else -1 if off == 1 else off - 1,
-                     algorithm, name, writer)
+                     algorithm, name, writer, schedule=schedule)
 
 
 def _read_entries(buf, pos: int, end: int, start: int, known: dict) -> dict[int, bytes]:
@@ -767,7 +786,7 @@ def read_llm_payload(payload: memoryview, raw_size: int, offset: int,
     """Split an LLM frame payload into (tokens per lane, coded stream per lane)."""
     n_lanes, pos = read_varint(payload, 0, "lane count")
     if not 1 <= n_lanes <= MAX_LANES:
-        raise FormatError(f"llm frame at offset {offset}: {n_lanes} lanes")
+        raise FormatError(f"llm frame at offset {offset}: {n_lanes} lanes (at most {MAX_LANES}): corrupt")
     counts, sizes = [], []
     for i in range(n_lanes):
         n, pos = read_varint(payload, pos, "lane tokens")

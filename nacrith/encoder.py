@@ -125,8 +125,8 @@ class FrameWriter:
         if self.stats is not None:
             frames = self.stats.setdefault("frames", {})
             frames[FRAME_NAMES[kind]] = frames.get(FRAME_NAMES[kind], 0) + 1
-            if llm:
-                for k, v in coded.stats.items():
+            for k, v in coded.stats.items():
+                if llm or k.startswith("verif"):  # a frame that failed verification is binary
                     self.stats[k] = self.stats.get(k, 0) + v
         return b"".join(parts)
 

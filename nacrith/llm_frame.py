@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from .coder import Decoder, Encoder
-from .container import Frame, read_llm_payload, write_llm_payload
+from .container import SCHEDULE_LOCKSTEP, Frame, read_llm_payload, write_llm_payload
 from .ensemble import lane_models
 from .errors import ChecksumError
 from .lanes import PromptLookup, decode_lane_drafted, decode_lanes, encode_lanes, encode_lanes_lockstep
@@ -34,14 +34,12 @@ DRAFT_MIN_MATCH = 3
 continuation is drafted (``PromptLookup.min_match``; ``bench/speed.py drafts`` measures it)."""
 DRAFT_MIN_HIT_RATE = 0.3
 """Drafts are evaluated only while this share of guesses came true (``PromptLookup.min_hit_rate``)."""
-DECODER_SCHEDULE: bool | None = None
-"""Encode with the decoder's schedule (one token per lane per step): ``None`` when layers run
-on a GPU (whose logits depend on batch shape), ``True`` always (tests, ``bench/gpu_check.py``)."""
 
 
-def exact_schedule(model: Model) -> bool:
-    """Whether both sides must evaluate one token per lane per step, without drafts."""
-    return bool(model.n_gpu_layers) if DECODER_SCHEDULE is None else DECODER_SCHEDULE
+def lockstep_params(params) -> bool:
+    """Whether the LLM frames of ``params`` (``LLMParams``) were coded with the lockstep schedule
+    (recorded; streams from before the record ran on a GPU only with it)."""
+    return params.schedule == SCHEDULE_LOCKSTEP or bool(params.offload)
 
 
 def split_lanes(tokens: np.ndarray, options: Options) -> list[np.ndarray]:
@@ -61,19 +59,25 @@ def _finish(encoders: list[Encoder], models: list, stats: dict | None) -> list[b
 
 def encode_group(session: Session, lanes: list[np.ndarray], window: Window, ensemble: EnsembleParams,
                  batch: int, progress: Progress | None = None, stats: dict | None = None,
-                 escapes: list[dict] | None = None, attention: Attention = DEFAULT_ATTENTION) -> list[bytes]:
+                 escapes: list[dict] | None = None, attention: Attention = DEFAULT_ATTENTION,
+                 lockstep: bool = False) -> list[bytes]:
     """Arithmetic-coded stream of each lane of ``lanes`` (int32 token arrays), evaluated
     together in one context. Any grouping of a frame's lanes gives the same streams.
     ``escapes[l]`` maps a token index of lane l to raw bytes coded just before that token.
-    ``stats`` (optional dict) accumulates ``tokens`` and ``skipped`` (coded without the LLM)."""
+    ``stats`` (optional dict) accumulates ``tokens`` and ``skipped`` (coded without the LLM) and
+    ``lockstep_tokens`` (tokens coded with the lockstep schedule). ``lockstep``: evaluate with
+    the decoder's own schedule (one token per lane per step), for a model or device whose logits
+    are not proven batch-invariant (``nacrith.probe``); else in large batches."""
     m = session.model
     ctx = session.context(len(lanes), window, batch, max(len(x) for x in lanes), attention)
     encoders = [Encoder() for _ in lanes]
     models = lane_models(ensemble, m.n_vocab, len(lanes))
     lens = m.token_lens
-    if exact_schedule(m):
-        # GPU kernels are chosen by batch shape, so GPU logits are not batch-invariant: encode
-        # with the decoder's own schedule (one token per lane per step, no drafts)
+    if lockstep:
+        # logits not proven batch-invariant (GPU kernels are chosen by batch shape; some CPU weight
+        # types): encode with the decoder's own schedule (one token per lane per step, no drafts)
+        if stats is not None:
+            stats["lockstep_tokens"] = stats.get("lockstep_tokens", 0) + sum(len(x) for x in lanes)
         pos = [0] * len(lanes)
 
         def choose(lane: int, logits: np.ndarray | None) -> int:
@@ -125,15 +129,15 @@ def decode_group(session: Session, streams: list[bytes], counts: list[int], wind
                  ensemble: EnsembleParams, max_bytes: int, where: str = "",
                  progress: Progress | None = None,
                  attention: Attention = DEFAULT_ATTENTION,
-                 stats: dict | None = None) -> list[tuple[np.ndarray, dict]]:
+                 stats: dict | None = None, lockstep: bool = False) -> list[tuple[np.ndarray, dict]]:
     """(tokens, escapes) of each lane from its coded stream (the inverse of ``encode_group``).
     A one-lane frame is decoded with drafts (``nacrith.lanes.decode_lane_drafted``; ``stats``
-    gets its counts).
+    gets its counts) unless ``lockstep`` (the stream's schedule: one token per lane per step).
 
     Raises ChecksumError as soon as the lanes decode to more than ``max_bytes`` bytes.
     """
     m = session.model
-    drafted = len(counts) == 1 and DRAFT_MAX > 0 and not exact_schedule(m)
+    drafted = len(counts) == 1 and DRAFT_MAX > 0 and not lockstep
     ctx = session.context(len(counts), window, 1 + DRAFT_MAX if drafted else max(len(counts), 1),
                           max(counts, default=0), attention)
     decoders = [Decoder(s) for s in streams]
@@ -191,14 +195,33 @@ def _plan(session: Session, raw: bytes, options: Options) -> tuple | None:
     return split, split_lanes(split.tokens, options)
 
 
-def _encode(session: Session, split, lanes: list[np.ndarray], window: Window, options: Options,
-            progress: Progress | None, stats: dict | None) -> bytes:
+def _encode(session: Session, raw: bytes, split, lanes: list[np.ndarray], window: Window, options: Options,
+            progress: Progress | None, stats: dict | None) -> bytes | None:
+    """The LLM payload of ``raw`` (tokens ``split``, ``lanes``); with ``options.verify``, ``None``
+    when decoding it does not give ``raw`` back (then the frame is coded as a binary frame)."""
     starts = np.cumsum([0] + [len(x) for x in lanes])
     escapes = [{i - a: v for i, v in split.escapes.items() if a <= i < b}
                for a, b in zip(starts[:-1], starts[1:])]
+    options = session.resolve(options)
+    lockstep = options.schedule == "lockstep"
     streams = encode_group(session, lanes, window, options.ensemble, options.batch, progress,
-                           stats, escapes, ATTENTION_MODES[session.resolve(options).attention])
-    return write_llm_payload([len(x) for x in lanes], streams)
+                           stats, escapes, ATTENTION_MODES[options.attention], lockstep)
+    payload = write_llm_payload([len(x) for x in lanes], streams)
+    if options.verify:
+        counts, coded = read_llm_payload(memoryview(payload), len(raw), 0)
+        try:
+            back = decode_group(session, [bytes(c) for c in coded], counts, window, options.ensemble, len(raw),
+                                attention=ATTENTION_MODES[options.attention], lockstep=lockstep)
+            ok = b"".join(lane_bytes(session.model, t, e) for t, e in back) == raw
+        except ChecksumError:
+            ok = False
+        if stats is not None:
+            stats["verified"] = stats.get("verified", 0) + 1
+        if not ok:
+            if stats is not None:
+                stats["verify_failed"] = stats.get("verify_failed", 0) + 1
+            return None
+    return payload
 
 
 def encode_llm_frame(session: Session, raw: bytes, options: Options,
@@ -206,7 +229,7 @@ def encode_llm_frame(session: Session, raw: bytes, options: Options,
     """LLM payload for ``raw`` (its lanes coded together in one context, KV window
     ``options.window``), or ``None`` when its tokens do not reproduce it exactly."""
     plan = _plan(session, raw, options)
-    return None if plan is None else _encode(session, *plan, options.window, options, progress, stats)
+    return None if plan is None else _encode(session, raw, *plan, options.window, options, progress, stats)
 
 
 def encode_widened_frame(session: Session, raw: bytes, options: Options, progress: Progress | None = None,
@@ -218,7 +241,8 @@ def encode_widened_frame(session: Session, raw: bytes, options: Options, progres
         return None
     lanes = plan[1]
     window = options.frame_window(len(lanes), max(len(x) for x in lanes), session.model.n_ctx_train)
-    return _encode(session, *plan, window, options, progress, stats), window
+    payload = _encode(session, raw, *plan, window, options, progress, stats)
+    return None if payload is None else (payload, window)
 
 
 def decode_llm_frame(session: Session, fr: Frame, progress: Progress | None = None) -> bytes:
@@ -229,5 +253,6 @@ def decode_llm_frame(session: Session, fr: Frame, progress: Progress | None = No
     counts, streams = read_llm_payload(fr.payload, raw_size, offset, fr.version)
     attention = session.check(params, f"frame at offset {offset}: ")
     lanes = decode_group(session, [bytes(s) for s in streams], counts, params.window, params.ensemble,
-                         raw_size, f"frame at offset {offset}: ", progress, attention)
+                         raw_size, f"frame at offset {offset}: ", progress, attention,
+                         lockstep=lockstep_params(params))
     return b"".join(lane_bytes(session.model, t, e) for t, e in lanes)

@@ -126,6 +126,51 @@ def matmul_kernel() -> str:
     return _marker("ggml_cpu_nacrith_mm")
 
 
+def set_invariant_products(on: bool) -> bool:
+    """Turn nacrith-mm-2's batch-invariant routing of the weight types without a tile (every type
+    but Q4_1 and Q8_0: products of several columns take llama.cpp's per-element vec_dot loop, not
+    llamafile's sgemm or the tiled K-quant GEMM) on or off in this process. Off changes the bits
+    of those types (stock llama.cpp's routing: reference timings, and tests that show what the
+    probe catches). Returns whether it was on; False on a build without it."""
+    lib = ggml_cpu_library()
+    fn = getattr(lib, "ggml_cpu_nacrith_inv_set", None)
+    if fn is None:
+        return False
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return bool(fn(1 if on else 0))
+
+
+def invariant_products() -> bool:
+    """Whether nacrith-mm-2's invariant routing is on in this process (False on a build without)."""
+    lib = ggml_cpu_library()
+    fn = getattr(lib, "ggml_cpu_nacrith_inv_set", None)
+    if fn is None:
+        return False
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = ctypes.c_int
+    was = fn(1)
+    fn(was)
+    return bool(was)
+
+
+def matmul_chunks(kind: str) -> int:
+    """Chunks computed so far by nacrith's weight-product kernels: ``q4_1`` / ``q8_0`` tiles, or
+    ``invariant`` (the per-element loop of the other types): tests assert which ran."""
+    lib = ggml_cpu_library()
+    fn = getattr(lib, "ggml_cpu_nacrith_mm_chunks", None)
+    if fn is None:
+        return 0
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return int(fn({"q4_1": GGML_TYPES["q4_1"], "q8_0": GGML_TYPES["q8_0"], "invariant": -1}[kind]))
+
+
+TILED_TYPES = frozenset({"Q4_1", "Q8_0"})
+"""Weight types whose products give llama.cpp's own bits with or without nacrith's kernels (their
+tiles compute vec_dot's arithmetic): a model of only these needs no kernel record in its streams."""
+
+
 def set_matmul_kernel(on: bool) -> bool:
     """Turn nacrith's tiled Q4_1 weight products on or off in this process (off: llama.cpp's own
     vec_dot loop, for stock reference timings; the logits are the same bits either way).
@@ -175,16 +220,17 @@ def resolve_model_path(model: str | os.PathLike | None = None) -> Path:
         ModelNotFoundError: the chosen path does not exist, or no model is installed.
     """
     if model is not None and str(model) != "":
-        src, p = "--model", Path(model)
+        src, p = "", Path(model)
     elif os.environ.get("NACRITH_MODEL"):
-        src, p = "NACRITH_MODEL", Path(os.environ["NACRITH_MODEL"])
+        src, p = " (from $NACRITH_MODEL)", Path(os.environ["NACRITH_MODEL"])
     else:
         p = default_model_path()
         if p is None:
             raise ModelNotFoundError(f"no model: the default model is not installed; {INSTALL_HINT}")
         return p
     if not p.is_file():
-        raise ModelNotFoundError(f"{p}: model file not found (from {src}); {INSTALL_HINT}")
+        what = "is a directory, not a model file" if p.is_dir() else "model file not found"
+        raise ModelNotFoundError(f"{p}: {what}{src}")
     return p
 
 
@@ -261,6 +307,64 @@ def default_parallelism() -> tuple[int, int]:
     return max(1, cores // threads), threads
 
 
+GGML_TYPE_NAMES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 9: "Q8_1",
+                   10: "Q2_K", 11: "Q3_K", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 15: "Q8_K", 16: "IQ2_XXS",
+                   17: "IQ2_XS", 18: "IQ3_XXS", 19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S", 22: "IQ2_S",
+                   23: "IQ4_XS", 29: "IQ1_M", 30: "BF16", 34: "TQ1_0", 35: "TQ2_0", 39: "MXFP4"}
+_GGUF_SCALARS = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}  # value type -> bytes
+
+
+def gguf_weight_types(path: Path) -> frozenset:
+    """The ggml type names of the tensors of two or more dimensions of a GGUF file, from its
+    header (GGUF v2/v3: key-value pairs, skipped, then tensor infos). The ``gguf`` package's
+    reader parses every vocabulary string into Python objects (2-10 s); this skips them.
+
+    Raises BackendError for a file that is not a GGUF or is cut short."""
+    import mmap
+    import struct
+
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        try:
+            if m[:4] != b"GGUF":
+                raise BackendError(f"{path}: not a GGUF file")
+            version, n_tensors, n_kv = struct.unpack_from("<IQQ", m, 4)
+            if version < 2:
+                raise BackendError(f"{path}: GGUF version {version} is not supported")
+            pos = 24
+
+            def skip(vtype: int, pos: int, count: int = 1) -> int:
+                if vtype in _GGUF_SCALARS:
+                    return pos + _GGUF_SCALARS[vtype] * count
+                if vtype == 8:  # strings: u64 length + bytes
+                    for _ in range(count):
+                        pos += 8 + struct.unpack_from("<Q", m, pos)[0]
+                    return pos
+                if vtype == 9:  # arrays: item type, count, items
+                    for _ in range(count):
+                        itype, n = struct.unpack_from("<IQ", m, pos)
+                        pos = skip(itype, pos + 12, n)
+                    return pos
+                raise BackendError(f"{path}: unknown GGUF value type {vtype}")
+
+            for _ in range(n_kv):
+                pos += 8 + struct.unpack_from("<Q", m, pos)[0]  # key
+                vtype = struct.unpack_from("<I", m, pos)[0]
+                pos = skip(vtype, pos + 4)
+            types = set()
+            for _ in range(n_tensors):
+                pos += 8 + struct.unpack_from("<Q", m, pos)[0]  # name
+                n_dims = struct.unpack_from("<I", m, pos)[0]
+                dims = struct.unpack_from(f"<{n_dims}Q", m, pos + 4)
+                pos += 4 + 8 * n_dims
+                ttype = struct.unpack_from("<I", m, pos)[0]
+                pos += 12  # type, offset
+                if sum(d > 1 for d in dims) >= 2:
+                    types.add(GGML_TYPE_NAMES.get(ttype, f"type{ttype}"))
+            return frozenset(types)
+        except struct.error:
+            raise BackendError(f"{path}: GGUF header cut short") from None
+
+
 class _Closing:
     """``close()`` on ``with`` exit and on garbage collection (one owner per C handle)."""
 
@@ -286,6 +390,8 @@ class Model(_Closing):
     Args:
         path: GGUF file; ``None`` resolves as ``resolve_model_path``.
         n_gpu_layers: layers to offload to a GPU backend (0 = CPU only).
+        repack: llama.cpp's repacked weight layouts (its default; other bits for Q4_0, Q4_K and
+            IQ4_NL): only for stock reference timings (``bench/reference.py``), never for coding.
 
     Attributes:
         path (Path), sha256 (str, hex), n_vocab (int), bos (int token id),
@@ -296,7 +402,7 @@ class Model(_Closing):
         BackendError: llama.cpp could not load it (not a GGUF, unsupported architecture).
     """
 
-    def __init__(self, path: str | os.PathLike | None = None, *, n_gpu_layers: int = 0):
+    def __init__(self, path: str | os.PathLike | None = None, *, n_gpu_layers: int = 0, repack: bool = False):
         L = llama()
         self.path = resolve_model_path(path)
         self.n_gpu_layers = int(n_gpu_layers)
@@ -307,6 +413,11 @@ class Model(_Closing):
         mp = L.llama_model_default_params()
         mp.n_gpu_layers = self.n_gpu_layers if self.n_gpu_layers >= 0 else 1 << 30
         mp.use_mmap = True
+        # no repacked weight layouts (Q4_0, Q4_K, IQ4_NL on AVX2): their GEMM and GEMV accumulate
+        # in different orders; every product then goes through ggml_compute_forward_mul_mat,
+        # where nacrith-mm-2 keeps it batch-invariant (the default model's Q4_1 and Q8_0 were
+        # never repacked: its bits are unchanged)
+        mp.use_extra_bufts = bool(repack)
         self._model = L.llama_model_load_from_file(str(self.path).encode(), mp)
         if not self._model:
             raise BackendError(f"{self.path}: llama.cpp could not load this file as a GGUF model")
@@ -325,6 +436,34 @@ class Model(_Closing):
         if self._sha256 is None:
             self._sha256 = file_sha256(self.path)
         return self._sha256
+
+    @property
+    def weight_types(self) -> frozenset:
+        """ggml type names (``Q4_1``, ``F16``, ...) of the model's weight matrices (tensors of two
+        or more dimensions), read from the GGUF header (``gguf_weight_types``)."""
+        if getattr(self, "_weight_types", None) is None:
+            self._weight_types = gguf_weight_types(self.path)
+        return self._weight_types
+
+    @property
+    def kernel_record(self) -> str:
+        """What the backend fingerprint of this model's streams adds for its weight products:
+        "" when every weight matrix is of a ``TILED_TYPES`` type (the same bits on any build of
+        this llama.cpp), else `` mm=MARKER`` (nacrith-mm-2's invariant routing changes the bits of
+        the other types; ``mm=stock`` on a build without it)."""
+        if self.weight_types <= TILED_TYPES:
+            return ""
+        return f" mm={matmul_kernel() or 'stock'}"
+
+    @property
+    def label(self) -> str:
+        """The model's one name in messages, listings and ``--info`` streams: the preset's name
+        when the file is a model preset of the format (``SmolLM2-135M-Instruct Q4_1``), else its
+        ``general.name`` (else its file name)."""
+        from .container import MODEL_PRESETS
+
+        known = {sha: name for sha, name in MODEL_PRESETS.values()}
+        return known.get(self.sha256, self.name)
 
     @property
     def token_bytes(self) -> list[bytes]:
@@ -363,12 +502,22 @@ class Model(_Closing):
     def tokenize(self, data: bytes) -> np.ndarray:
         """Token ids of ``data`` (no BOS, special-token text kept as ordinary text).
 
-        Returns int32 array of shape (n_tokens,). The result may not reproduce ``data``
-        (untokenisable bytes, invalid UTF-8): callers check with ``detokenize``.
+        Returns int32 array of shape (n_tokens,). The result may not reproduce ``data`` (bytes
+        without a token): callers check with ``detokenize``.
+
+        Raises ValueError when ``data`` is not valid UTF-8 (RFC 3629): llama.cpp's tokenizer
+        (C++) decodes some invalid sequences into code points above U+10FFFF and then throws
+        ``std::invalid_argument`` through the C API, which aborts the process, so it never sees
+        them (``nacrith.segment`` escapes such bytes).
         """
         L = llama()
         if not data:
             return np.zeros(0, dtype=np.int32)
+        if not data.isascii():
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"not valid UTF-8 at byte {e.start}: not given to llama.cpp's tokenizer") from None
         cap = len(data) + 16
         arr = (L.llama_token * cap)()
         n = L.llama_tokenize(self._vocab, data, len(data), arr, cap, False, False)

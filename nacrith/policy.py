@@ -61,6 +61,11 @@ class GuardedEncoder:
         self._held: list[bytes] = []
         self.fallback = False
 
+    @property
+    def options(self) -> Options:
+        """The options in force (attention mode and schedule resolved by the session)."""
+        return self._enc.options
+
     def feed(self, data) -> bytes:
         data = memoryview(data).cast("B")
         out = self._enc.feed(data)

@@ -67,8 +67,11 @@ class TextSplit:
 def split_text(model, raw: bytes) -> TextSplit | None:
     """Tokens and escapes that reproduce ``raw`` exactly, or None if some clean stretch does not
     round-trip through the tokenizer (then the run is not text)."""
-    toks = model.tokenize(raw)
-    if model.detokenize(toks) == raw:
+    try:
+        toks = model.tokenize(raw)  # refuses invalid UTF-8 (llama.cpp's tokenizer could abort)
+    except ValueError:
+        toks = None
+    if toks is not None and model.detokenize(toks) == raw:
         return TextSplit(toks, {}, b"")
     bad = bad_mask(raw, model.missing_bytes)
     edges = np.flatnonzero(np.diff(bad.astype(np.int8))) + 1
@@ -82,7 +85,10 @@ def split_text(model, raw: bytes) -> TextSplit | None:
         if bad[a]:
             pending += piece
             continue
-        t = model.tokenize(piece)
+        try:
+            t = model.tokenize(piece)
+        except ValueError:  # not reached: bad_mask leaves only valid UTF-8 characters
+            return None
         if model.detokenize(t) != piece:
             return None
         if len(t) == 0:
@@ -121,7 +127,11 @@ def plan(data: bytes, missing: frozenset, tokenize) -> list[tuple[int, int, bool
             kinds.append(False)
             continue
         good = arr[a:b][~blk_bad].tobytes() if n_bad else data[a:b]
-        n_tok = len(tokenize(good))
+        try:
+            n_tok = len(tokenize(good))
+        except ValueError:  # not reached: the characters bad_mask keeps are valid UTF-8
+            kinds.append(False)
+            continue
         kinds.append(BITS_PER_TOKEN * n_tok + ESCAPE_BITS * n_bad < zbits
                      or (n_bad == 0 and len(good) >= TEXT_BYTES_PER_TOKEN * n_tok))
     runs = _runs(kinds, len(data))

@@ -36,6 +36,12 @@ class Options:
     attention: name of the llama.cpp attention settings (``nacrith.model.ATTENTION_MODES``:
     flash attention, K and V cache types, kernel); ``None``: the build's fastest
     (``nacrith.model.default_attention``). Recorded through the backend fingerprint.
+    schedule: how the LLM is evaluated: ``None`` (the session decides: ``batched`` where
+    ``nacrith.probe`` proved this model bit-exact under batching on this build, else
+    ``lockstep``), ``lockstep`` (one token per lane per step on both sides: always lossless, slower)
+    or ``batched`` (refused unless proven). Recorded in the stream.
+    verify: decode every LLM frame right after coding it and keep it only if it gives the input
+    back (a frame that does not is coded as a binary frame instead); costs a decode.
     """
 
     window: Window = field(default_factory=lambda: Window(1024, 4, 256))
@@ -47,8 +53,14 @@ class Options:
     kv_budget: int = 8192  # alice29 50 KB, one lane: window 1024 1.1006 bpb, 8192 1.0821 (README)
     info: bool = False
     attention: str | None = None
+    schedule: str | None = None
+    verify: bool = False
 
     def __post_init__(self):
+        if self.schedule not in (None, "batched", "lockstep"):
+            raise ValueError(f"schedule must be None, 'batched' or 'lockstep', not {self.schedule!r}")
+        if not isinstance(self.verify, bool):
+            raise TypeError(f"verify must be a bool, not {type(self.verify).__name__}")
         if self.attention is not None and self.attention not in ATTENTION_MODES:
             raise ValueError(f"attention must be one of {', '.join(ATTENTION_MODES)}, not {self.attention!r}")
         if not isinstance(self.window, Window):
@@ -163,9 +175,12 @@ class Session:
         self._model_path = None if isinstance(model, Model) else model
         self._own_model = not isinstance(model, Model)
         self.cluster = cluster if cluster is not None else (os.environ.get("NACRITH_CLUSTER") or None)
-        if workers is not None and int(workers) < 1:
+        for name, v in (("workers", workers), ("threads", threads), ("gpu_layers", gpu_layers)):
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
+                raise TypeError(f"{name} must be an int, not {type(v).__name__}")
+        if workers is not None and workers < 1:
             raise ValueError("workers must be >= 1")
-        if threads is not None and int(threads) < 1:
+        if threads is not None and threads < 1:
             raise ValueError("threads must be >= 1")
         auto_workers, auto_threads = default_parallelism()
         if self.cluster:
@@ -187,6 +202,7 @@ class Session:
         self._fingerprint: str | None = None
         self._executor = None
         self._inline = None
+        self._verdicts: dict = {}
         self.closed = False
 
     def check_open(self) -> None:
@@ -281,33 +297,62 @@ class Session:
         return c
 
     def resolve(self, options: Options) -> Options:
-        """``options`` with its attention mode named (the build's default when ``None``).
+        """``options`` with its attention mode named (the build's default when ``None``) and its
+        schedule decided (``verdict``: ``batched`` only where proven; always ``lockstep`` with
+        layers on a GPU, whose kernels are chosen by batch shape). Resolved options are what
+        workers get, so every frame of a stream is coded alike.
 
-        Raises BackendError when this build cannot run the named mode."""
+        Raises BackendError when this build cannot run the named mode, or ``batched`` is asked
+        for a model not proven batch-invariant here."""
         from dataclasses import replace
 
         if options.attention is None:
-            return replace(options, attention=default_attention(bool(self.gpu_layers)).name)
-        if not available(ATTENTION_MODES[options.attention]):
+            options = replace(options, attention=default_attention(bool(self.gpu_layers)).name)
+        elif not available(ATTENTION_MODES[options.attention]):
             raise BackendError(f"attention mode {options.attention} needs nacrith's attention kernel, "
                                "which this llama.cpp build lacks; rebuild with ./install.sh")
-        return options
+        if options.schedule == "lockstep":
+            return options
+        proven = self.verdict(ATTENTION_MODES[options.attention]).schedule == "batched"
+        if options.schedule == "batched" and not proven:
+            raise BackendError(f"{self.model.path}: batched encoding is not proven bit-exact for this model "
+                               "on this build (nacrith --check-model); use the lockstep schedule")
+        return replace(options, schedule="batched" if proven else "lockstep")
+
+    def verdict(self, attention: Attention):
+        """Whether batched encoding is bit-exact for this model with ``attention`` on this build
+        (``nacrith.probe.verdict``, cached on disk; probed at most once per session). Layers on a
+        GPU are never probed: they always get the lockstep schedule."""
+        from . import probe
+
+        key = attention.name
+        if key not in self._verdicts:
+            if self.model.n_gpu_layers:
+                self._verdicts[key] = probe.Verdict(probe.LOCKSTEP, "layers run on a GPU, whose kernels "
+                                                    "are chosen by batch shape")
+            else:
+                self._verdicts[key] = probe.verdict(self.model, attention, self.threads)
+        return self._verdicts[key]
 
     @property
     def identity(self) -> str:
         """What every worker's backend must share with the driver's: the fingerprint and the
         patched kernel compiled in."""
-        return f"{self.fingerprint}; kernel={attention_kernel() or 'stock'}"
+        return f"{self.fingerprint}; kernel={attention_kernel() or 'stock'};{self.model.kernel_record or ' mm=any'}"
 
     def params(self, options: Options) -> LLMParams:
         """The params of LLM frames coded by this session with ``options`` (format version 2)."""
         from .backend import fingerprint, fingerprint_id
 
+        from .container import SCHEDULE_BATCHED, SCHEDULE_LOCKSTEP
+
         m = self.model
-        build = fingerprint(None, ATTENTION_MODES[self.resolve(options).attention])
+        options = self.resolve(options)
+        build = fingerprint(None, ATTENTION_MODES[options.attention], m.kernel_record)
         return LLMParams(bytes.fromhex(m.sha256)[:16], fingerprint_id(build), options.window,
-                         options.ensemble, m.n_gpu_layers, model_name=m.name if options.info else "",
-                         writer=f"nacrith {__version__}" if options.info else "")
+                         options.ensemble, m.n_gpu_layers, model_name=m.label if options.info else "",
+                         writer=f"nacrith {__version__}" if options.info else "",
+                         schedule=SCHEDULE_BATCHED if options.schedule == "batched" else SCHEDULE_LOCKSTEP)
 
     def check(self, params: LLMParams, where: str = "") -> Attention:
         """The attention settings of ``params``' LLM frames (found from their backend id).
@@ -320,7 +365,7 @@ class Session:
         if params.model_id != bytes.fromhex(m.sha256)[:16]:
             raise ModelMismatchError(
                 f"{where}stream was made with model {params.model_label} "
-                f"(sha256 {params.model_id.hex()}...), but the loaded model is {m.name} "
+                f"(sha256 {params.model_id.hex()}...), but the loaded model is {m.label} "
                 f"(sha256 {m.sha256[:32]}..., {m.path}); pass --model")
         if params.version == 1:
             if params.backend_id != fingerprint_id(self.fingerprint):
@@ -331,8 +376,8 @@ class Session:
             if params.n_vocab != m.n_vocab or params.bos != m.bos:
                 raise FormatError(f"{where}vocabulary parameters do not match the model")
             return Q8_ATTENTION  # version 1 had no other
-        builds = {fingerprint_id(fingerprint(None, a)): a for a in ATTENTION_MODES.values()}
-        build = fingerprint(None)
+        builds = {fingerprint_id(fingerprint(None, a, m.kernel_record)): a for a in ATTENTION_MODES.values()}
+        build = fingerprint(None, DEFAULT_ATTENTION, m.kernel_record)
         if params.backend_id not in builds:
             raise ModelMismatchError(
                 f"{where}stream was made with the llama.cpp build [{params.backend_label}], but this one "

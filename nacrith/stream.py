@@ -128,10 +128,14 @@ class NacrithFile(io.BufferedIOBase):
         self._session = get_session(model, session)
         self._session.check_open()
         self._mode = mode
-        if mode != "r":  # bad options raise here, before the file is created
+        self._target = None  # (path, temporary path) when writing a named file
+        if mode != "r":  # bad options and a bad model raise here, before any file is touched
             self._comp = NacrithCompressor(session=self._session, **options)
         if isinstance(filename, (str, bytes, os.PathLike)):
-            self._fp = io.open(filename, mode + "b")
+            if mode == "r":
+                self._fp = io.open(filename, "rb")
+            else:
+                self._fp = self._open_temporary(os.fsdecode(filename), mode)
             self._close_fp = True
         elif hasattr(filename, "read") or hasattr(filename, "write"):
             self._fp = filename
@@ -147,6 +151,12 @@ class NacrithFile(io.BufferedIOBase):
             self._eof = False
 
     # -- io plumbing
+    def fileno(self) -> int:
+        """The file descriptor of the underlying file (as ``lzma.LZMAFile``; while writing a named
+        file, that of the temporary file it goes through)."""
+        self._check_open()
+        return self._fp.fileno()
+
     def readable(self) -> bool:
         self._check_open()
         return self._mode == "r"
@@ -163,16 +173,70 @@ class NacrithFile(io.BufferedIOBase):
         if self.closed:
             raise ValueError("I/O operation on closed file")
 
+    def _open_temporary(self, path: str, mode: str):
+        """Writing a named file goes through a temporary file beside it, put in place by
+        ``close``: an error (or a crash) leaves an existing file as it was. ``x`` refuses an
+        existing file now, as ``lzma.open`` does; ``a`` appends the new stream at ``close``."""
+        import tempfile
+
+        if mode == "x" and os.path.lexists(path):
+            raise FileExistsError(17, "File exists", path)
+        if mode == "a" and os.path.exists(path) and not os.access(path, os.W_OK):
+            raise PermissionError(13, "Permission denied", path)
+        d = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)[:200]}.", suffix=".tmp", dir=d)
+        self._target = (path, tmp)
+        return os.fdopen(fd, "w+b")
+
+    def _commit(self) -> None:
+        """Put the temporary file in place (``w``: replace, ``x``: only if still absent, ``a``:
+        append its bytes to the file)."""
+        path, tmp = self._target
+        self._target = None
+        if self._mode == "w":
+            if os.path.exists(path):
+                try:
+                    os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+                except OSError:
+                    pass
+            else:
+                mask = os.umask(0)
+                os.umask(mask)
+                os.chmod(tmp, 0o666 & ~mask)
+            os.replace(tmp, path)
+        elif self._mode == "x":
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(tmp, 0o666 & ~mask)
+            os.link(tmp, path)  # fails if the file appeared meanwhile
+            os.unlink(tmp)
+        else:
+            with io.open(tmp, "rb") as src, io.open(path, "ab") as dst:
+                while chunk := src.read(1 << 20):
+                    dst.write(chunk)
+            os.unlink(tmp)
+
     def close(self) -> None:
         if self.closed:
             return
+        ok = False
         try:
             if self._mode != "r":
                 self._fp.write(self._comp.flush())
+            ok = True
         finally:
             try:
                 if self._close_fp:
                     self._fp.close()
+                if self._target is not None:
+                    tmp = self._target[1]
+                    try:
+                        if ok:
+                            self._commit()
+                    finally:
+                        if os.path.exists(tmp):
+                            os.unlink(tmp)
+                        self._target = None
             finally:
                 super().close()
 

@@ -199,3 +199,46 @@ def test_decompressor_max_length_and_needs_input(session, text, blob):
         d.decompress(b"")
     d = NacrithDecompressor(session=session)
     assert d.decompress(blob, max_length=-1) == text and d.eof
+
+
+def test_open_for_writing_touches_no_existing_file_before_the_model_is_loaded(tmp_path, session):
+    """``nacrith.open(existing, "wb", model="missing.gguf")`` emptied the file before the model
+    error; now the model and options are checked first, and writing goes through a temporary
+    file put in place by close()."""
+    p = tmp_path / "keep.nc"
+    p.write_bytes(b"precious")
+    with pytest.raises(nacrith.ModelNotFoundError):
+        nacrith.open(p, "wb", model=tmp_path / "missing.gguf")
+    with pytest.raises(ValueError):
+        nacrith.open(p, "wb", session=session, frame_size=0)
+    assert p.read_bytes() == b"precious"
+    f = nacrith.open(p, "wb", session=session)
+    f.write(b"new content, not yet in place")
+    assert p.read_bytes() == b"precious"  # until close()
+    f.close()
+    assert nacrith.decompress(p.read_bytes(), session=session) == b"new content, not yet in place"
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["keep.nc"]
+    with pytest.raises(FileExistsError):
+        nacrith.open(p, "xb", session=session)
+    with nacrith.open(p, "ab", session=session) as f:
+        f.write(b" and more")
+    assert nacrith.decompress(p.read_bytes(), session=session) == b"new content, not yet in place and more"
+
+
+def test_session_argument_types_and_fileno(tmp_path, session):
+    with pytest.raises(TypeError):
+        nacrith.Session(threads="1")
+    with pytest.raises(TypeError):
+        nacrith.Session(workers=2.0)
+    p = tmp_path / "f.nc"
+    p.write_bytes(nacrith.compress(b"abc", session=session))
+    with nacrith.open(p, "rb", session=session) as f:
+        assert isinstance(f.fileno(), int) and f.read() == b"abc"
+
+
+def test_padding_after_a_stream_is_rejected_as_documented(session):
+    """Zero padding after the end frame is trailing data (as zstd has it; xz's 4-byte stream
+    padding is not part of this format): one error naming the count."""
+    blob = nacrith.compress(b"abc", session=session)
+    with pytest.raises(nacrith.FormatError, match="4 bytes of trailing data"):
+        nacrith.decompress(blob + b"\0" * 4, session=session)

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from nacrith import cli
 from nacrith.policy import compress
+from nacrith.session import Options
 
 from .conftest import corpus
 
@@ -136,7 +137,7 @@ def test_missing_model_is_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "nacrith.cli", "compress", "--model", str(tmp_path / "no.gguf"),
                         str(f)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1
-    assert "model file not found" in r.stderr and "pip install" in r.stderr
+    assert "model file not found" in r.stderr and "no.gguf" in r.stderr
     assert r.stderr.count("\n") == 1
 
 
@@ -396,7 +397,8 @@ def test_decode_errors_give_stream_offsets_and_count_all_trailing_bytes(runner, 
     for f in (bad_end, bad_type):
         listed = runner.invoke(cli.main, ["-l", str(f)])
         assert listed.exit_code == 1 and "offset" in listed.stderr
-        assert listed.stdout == ""  # no partial listing of a file that cannot be listed
+        # what was read before the damage is listed (as xz -l), then the one-line error
+        assert "format:" in listed.stdout and "read before the damage" in listed.stdout
         for mode in ("-t", "-d"):
             r = runner.invoke(cli.main, [mode, str(f)])
             assert r.exit_code == 1 and r.stderr == listed.stderr, (mode, r.stderr, listed.stderr)
@@ -572,3 +574,83 @@ def test_empty_input_reports_no_ratio_and_round_trips(runner, tmp_path):
     src.unlink()
     r = runner.invoke(cli.main, ["-d", str(tmp_path / "empty.nc")])
     assert r.exit_code == 0 and src.read_bytes() == b""
+
+
+# -- issue: reliability (each of these failed before its fix)
+
+def test_code_points_above_u10ffff_do_not_abort(tmp_path):
+    """llama.cpp's tokenizer threw std::invalid_argument on F4 90 80 80 (above U+10FFFF) and the
+    process aborted (exit 134, a backtrace, a temporary file left behind)."""
+    src = tmp_path / "t.txt"
+    data = b"hello \xf4\x90\x80\x80 world\n" + b"and \xf5\x81\x82\x83 more text " * 20
+    src.write_bytes(data)
+    r = _nacrith("-q", "--threads", "2", src)
+    assert r.returncode == 0, r.stderr
+    d = _nacrith("-dc", "--threads", "2", f"{src}.nc")
+    assert d.returncode == 0 and d.stdout == data
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.txt", "t.txt.nc"]
+
+
+def test_subcommands_after_global_options(runner, tmp_path, text):
+    """``nacrith --threads 1 test a.nc`` compressed a file named ``test``; ``nacrith --threads 1
+    decompress -c a.nc`` compressed a.nc to standard output."""
+    src = tmp_path / "a.txt"
+    src.write_bytes(text)
+    assert runner.invoke(cli.main, ["-q", str(src)]).exit_code == 0
+    blob = (tmp_path / "a.txt.nc").read_bytes()
+    r = runner.invoke(cli.main, ["--threads", "1", "test", str(tmp_path / "a.txt.nc")])
+    assert r.exit_code == 0 and ": OK" in r.stderr, r.output
+    assert not (tmp_path / "test.nc").exists()
+    r = runner.invoke(cli.main, ["--threads", "1", "decompress", "-c", str(tmp_path / "a.txt.nc")])
+    assert r.exit_code == 0 and r.stdout_bytes == text
+    r = runner.invoke(cli.main, ["-q", "--threads", "1", "info", str(tmp_path / "a.txt.nc")])
+    assert r.exit_code == 0 and "format:" in r.stdout
+    assert (tmp_path / "a.txt.nc").read_bytes() == blob
+
+
+@pytest.mark.parametrize("level", ["-19", "-10", "-0"])
+def test_levels_outside_1_to_9_are_one_line(tmp_path, level):
+    r = _nacrith(level, tmp_path / "missing.txt")
+    assert r.returncode == 1 and r.stderr.count(b"\n") == 1 and b"-1 .. -9" in r.stderr, r.stderr
+
+
+def test_symbolic_links_are_skipped_without_f(runner, tmp_path, text):
+    real = tmp_path / "real.txt"
+    real.write_bytes(text)
+    (tmp_path / "link.txt").symlink_to(real)
+    r = runner.invoke(cli.main, [str(tmp_path / "link.txt")])
+    assert r.exit_code == 2 and "symbolic link -- ignored" in r.stderr
+    assert not (tmp_path / "link.txt.nc").exists()
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "link.txt").symlink_to(real)
+    r = runner.invoke(cli.main, ["-r", str(d)])
+    assert r.exit_code == 2 and "symbolic link -- ignored" in r.stderr
+    r = runner.invoke(cli.main, ["-q", "-f", str(tmp_path / "link.txt")])
+    assert r.exit_code == 0 and (tmp_path / "link.txt.nc").exists()
+
+
+def test_listing_a_damaged_file_shows_what_was_read_before_the_error(runner, session, tmp_path):
+    data = corpus("canterbury/alice29.txt")[:900] + bytes(range(256)) * 3 + corpus("canterbury/alice29.txt")[900:1800]
+    blob = compress(data, session, Options(frame_size=700))
+    bad = bytearray(blob)
+    bad[len(bad) - 30] ^= 0xFF  # the seek table / end frame: the frames before it are intact
+    p = tmp_path / "bad.nc"
+    p.write_bytes(bytes(bad))
+    r = runner.invoke(cli.main, ["-l", str(p)])
+    assert r.exit_code == 1
+    assert "format:" in r.stdout and "@" in r.stdout and "read before the damage" in r.stdout
+    assert r.stderr.startswith("nacrith: ") and r.stderr.count("\n") == 1
+
+
+def test_a_lane_table_of_1000_lanes_is_corrupt(runner, session, tmp_path):
+    from nacrith.container import FRAME_LLM, build_stream, varint
+
+    raw = b"a" * 3000
+    payload = varint(1000) + b"".join(varint(1) + varint(0) for _ in range(999)) + varint(1)
+    blob = build_stream([(FRAME_LLM, raw, payload)], 1 << 20, session.params(Options()))
+    p = tmp_path / "lanes.nc"
+    p.write_bytes(blob)
+    r = runner.invoke(cli.main, ["-t", str(p)])
+    assert r.exit_code == 1 and "1000 lanes" in r.stderr and "corrupt" in r.stderr, r.stderr
+    assert "could not create" not in r.stderr

@@ -49,7 +49,7 @@ def test_small_file_overhead_is_at_most_40_bytes(session, name, path, cut):
     assert m.name.encode() not in blob
     with_info = compress(data, session, Options(info=True))
     params = next(iter_frames(with_info)).params
-    assert params.model_name == m.name and params.writer.startswith("nacrith ")
+    assert params.model_name == m.label and params.writer.startswith("nacrith ")
     assert decompress(with_info, session) == data
 
 

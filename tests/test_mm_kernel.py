@@ -77,7 +77,7 @@ def _check_tiles(ref_dot, tile, w, a, n):
 @pytest.fixture(scope="module")
 def lib():
     lib = ggml_cpu_library()
-    assert matmul_kernel() == "nacrith-mm-1", "llama.cpp was built without native/llama/nacrith-mm.patch"
+    assert matmul_kernel() == "nacrith-mm-2", "llama.cpp was built without native/llama/nacrith-mm.patch"
     lib.ggml_vec_dot_q4_1_q8_1.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p,
                                            ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     lib.ggml_vec_dot_q4_1_q8_1.restype = None
@@ -163,3 +163,39 @@ def test_model_logits_are_the_same_bits_with_the_kernel_on_and_off(session, lib)
     assert (single == 0).all(), "one column should take llama.cpp's own loop"
     for name, a, b in zip(("batch", "5 lanes", "one token"), off, on):
         assert np.array_equal(a, b), f"{name}: max |diff| {np.abs(a - b).max()}"
+
+
+@pytest.mark.parametrize("qtype", ["F16", "F32"])
+def test_other_weight_types_are_batch_invariant_only_with_nacrith_mm_2(qtype):
+    """nacrith-mm-2 routes products of several columns of every other weight type (F16, F32,
+    K-quants, Q5_0, ...) through llama.cpp's per-element vec_dot loop: a copy of the default model
+    in ``qtype`` then gives a token the same logits in a 96-token batch as alone. With the routing
+    off (stock llama.cpp: llamafile's sgemm for batches) they differ: the kernel, not luck, makes
+    the difference, and its chunk counter shows it ran."""
+    from bench.modelfiles import copy_as, default_model
+    from nacrith.model import Model, invariant_products, matmul_chunks, set_invariant_products
+
+    assert matmul_kernel() == "nacrith-mm-2" and invariant_products()
+    with Model(copy_as(default_model(), qtype)) as m:
+        assert m.weight_types == {qtype} and m.kernel_record == " mm=nacrith-mm-2"
+        toks = m.tokenize(corpus("canterbury/alice29.txt")[:1500])
+        seq = np.concatenate([[m.bos], toks[:95]]).astype(np.int32)
+
+        def run():
+            with LlamaContext(m, n_seq=1, n_ctx_seq=256, n_batch=128, n_threads=2, attention=FAST_ATTENTION) as ctx:
+                c0 = matmul_chunks("invariant")
+                batch = ctx.prefill(seq)
+                c1 = matmul_chunks("invariant")
+                ctx.clear()
+                single = ctx.prefill(seq, 1)
+            return batch, single, c1 - c0
+
+        batch, single, used = run()
+        assert used > 0
+        assert np.array_equal(batch, single), f"max |diff| {np.abs(batch - single).max()}"
+        was = set_invariant_products(False)
+        try:
+            batch, single, used = run()
+        finally:
+            set_invariant_products(was)
+        assert used == 0 and not np.array_equal(batch, single)

@@ -85,8 +85,11 @@ def _slow_input(tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_interrupt_leaves_no_partial_output(tmp_path, sig):
     src = _slow_input(tmp_path)
+    # the signal at its default disposition in the child: a test run started in the background
+    # gets SIGINT ignored, and nacrith (as gzip) keeps a signal its caller ignores ignored
     proc = subprocess.Popen([sys.executable, "-m", "nacrith.cli", "-q", str(src)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(sig, signal.SIG_DFL))
     time.sleep(8)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)

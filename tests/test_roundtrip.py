@@ -61,7 +61,12 @@ def test_untokenisable_bytes_fall_back(session):
 
     for b in UNTOKENISABLE:
         data = b"Some text " + bytes([b]) + b" around a byte."
-        assert session.model.detokenize(session.model.tokenize(data)) != data
+        try:
+            toks = session.model.tokenize(data)
+        except ValueError:  # invalid UTF-8: never handed to llama.cpp's tokenizer
+            pass
+        else:
+            assert session.model.detokenize(toks) != data
         blob = roundtrip(session, data)
         # escaped inside an LLM frame or a binary frame, whichever is smaller (format version 2's
         # small header lets the LLM frame win even on 26 bytes)

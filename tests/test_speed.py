@@ -131,16 +131,22 @@ def test_a_level_needs_no_flag_to_decode(session):
 
 
 
-def test_the_decoders_schedule_encodes_the_same_bytes(session, monkeypatch):
-    """What a GPU backend uses (its logits depend on batch shape): encoding one token per lane
-    per step. On this CPU backend it must give the batched encoder's bytes, shared heads and
-    lane heads alike; decoding then uses no drafts."""
+def test_the_decoders_schedule_encodes_the_same_bytes(session):
+    """What a model not proven batch-invariant (and a GPU) uses: encoding one token per lane per
+    step. On the default model it must give the batched encoder's lane streams, shared heads and
+    lane heads alike; the stream records the schedule (3 bytes) and decoding then uses no drafts."""
+    from nacrith.container import SCHEDULE_LOCKSTEP, StreamParser
+
     data = corpus("canterbury/alice29.txt")[:1200]
     for opts in (Options(min_lane_tokens=60),
                  Options(min_lane_tokens=60, ensemble=replace(DEFAULT_ENSEMBLE, shared_heads=False))):
-        batched = compress(data, session, opts)
-        monkeypatch.setattr(llm_frame, "DECODER_SCHEDULE", True)
-        exact = compress(data, session, opts)
-        assert exact == batched
+        s1, s2 = {}, {}
+        batched = compress(data, session, opts, stats=s1)
+        exact = compress(data, session, replace(opts, schedule="lockstep"), stats=s2)
+        assert "lockstep_tokens" not in s1 and s2["lockstep_tokens"] == s2["tokens"] > 0
+        pb, pe = StreamParser(batched), StreamParser(exact)
+        fb, fe = list(pb), list(pe)
+        assert pe.header.params.schedule == SCHEDULE_LOCKSTEP and pb.header.params.schedule == 0
+        assert len(exact) == len(batched) + 3
+        assert [bytes(f.payload) for f in fb if hasattr(f, "payload")] == [bytes(f.payload) for f in fe if hasattr(f, "payload")]
         assert decompress(exact, session) == data
-        monkeypatch.setattr(llm_frame, "DECODER_SCHEDULE", None)
