@@ -28,8 +28,8 @@ from nacrith import lzma2  # noqa: E402
 from nacrith.session import Session  # noqa: E402
 from nacrith.policy import binary_stream  # noqa: E402
 from nacrith.decoder import decompress  # noqa: E402
-from nacrith.container import iter_frames  # noqa: E402
-from nacrith.container import FRAME_NAMES, EndFrame  # noqa: E402
+from nacrith.format import iter_frames  # noqa: E402
+from nacrith.format import FRAME_NAMES, EndFrame  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 DEFAULT = ["canterbury/kennedy.xls", "canterbury/ptt5", "canterbury/sum", "calgary/geo", "calgary/obj1",

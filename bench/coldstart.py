@@ -48,7 +48,8 @@ def main(paths, start, lengths, prime, only_table):
         return table()
     from nacrith.llm_frame import encode_group
     from nacrith.model import ATTENTION_MODES
-    from nacrith.session import Options, Session
+    from nacrith.options import Options
+    from nacrith.session import Session
 
     session = Session(workers=1)
     opts = session.resolve(Options())

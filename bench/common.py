@@ -78,3 +78,22 @@ def timed_round_trip(session, data: bytes, options, label: str = "") -> dict:
         raise SystemExit(f"ROUND TRIP FAILED {label}")
     return dict(blob=blob, compress_s=t1 - t0, decompress_s=t2 - t1, tokens=stats.get("tokens", 0),
                 bpb=8 * len(blob) / max(1, len(data)), stats=stats)
+
+
+def context(session, options) -> dict:
+    """The fields every benchmark row records: the model, the backend, the resolved options (in
+    brief), and whether they are today's default level (``default``: False marks a row that must
+    never be shown as the current default)."""
+    from dataclasses import asdict
+
+    from nacrith.backend import fingerprint
+    from nacrith.model import ATTENTION_MODES
+    from nacrith.options import Options
+
+    opts = session.resolve(options)
+    base = session.resolve(Options())
+    diff = {k: v for k, v in asdict(opts).items() if asdict(base).get(k) != v and k not in ("verify", "batch")}
+    return dict(model=session.model.label, model_sha256=session.model.sha256[:16],
+                backend=fingerprint(session.model.n_gpu_layers, ATTENTION_MODES[opts.attention],
+                                    session.model.kernel_record),
+                schedule=opts.schedule, options=diff or "default", default=not diff)

@@ -25,8 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import append_row, find_corpora, read_rows, timed_round_trip  # noqa: E402
-from nacrith.container import FRAME_LLM, iter_frames  # noqa: E402
-from nacrith.session import Options, Session  # noqa: E402
+from nacrith.format import FRAME_LLM, iter_frames  # noqa: E402
+from nacrith.options import Options  # noqa: E402
+from nacrith.session import Session  # noqa: E402
 from nacrith.params import DEFAULT_ENSEMBLE, LLM_ONLY, MIXER_LINEAR, EnsembleParams, Window  # noqa: E402
 
 CORPORA = find_corpora()
@@ -125,7 +126,7 @@ def llm_round_trip(session: Session, data: bytes, opts: Options, stats: dict,
     checked (``decode`` false: not decoded, decode s ``None``). The window is the one the stream
     writer picks for the frame (``Options.frame_window``: ``opts.kv_budget`` widens it)."""
     from nacrith.llm_frame import decode_group, encode_widened_frame, lane_bytes
-    from nacrith.container import read_llm_payload
+    from nacrith.format import read_llm_payload
 
     t0 = time.perf_counter()
     coded = encode_widened_frame(session, data, opts, stats=stats)

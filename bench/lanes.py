@@ -24,7 +24,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import append_row, find_corpora, read_rows  # noqa: E402
-from nacrith.session import Options, Session  # noqa: E402
+from nacrith.options import Options  # noqa: E402
+from nacrith.session import Session  # noqa: E402
 from nacrith.policy import compress  # noqa: E402
 from nacrith.decoder import decompress  # noqa: E402
 from nacrith.params import EnsembleParams  # noqa: E402

@@ -25,7 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import append_row, cpu_model, find_corpora, peak_rss_mb, read_rows, timed_round_trip  # noqa: E402
+from bench.common import (append_row, context, cpu_model, find_corpora, peak_rss_mb, read_rows,  # noqa: E402
+                          timed_round_trip)
 
 OUT = ROOT / "bench" / "results" / "models.jsonl"
 TABLE = ROOT / "bench" / "results" / "models.md"
@@ -55,7 +56,8 @@ def one(name: str, nbytes: int, lockstep: bool, threads: int | None) -> None:
     """All rows of one model (run in a process of its own)."""
     from bench.reference import stock_prefill
     from nacrith.model import ATTENTION_MODES, Model, matmul_kernel
-    from nacrith.session import Options, Session
+    from nacrith.options import Options
+    from nacrith.session import Session
 
     path = model_path(name)
     session = Session(path, workers=1, threads=threads)
@@ -67,7 +69,8 @@ def one(name: str, nbytes: int, lockstep: bool, threads: int | None) -> None:
             ref = stock_prefill(stock_model, toks, session.threads)
             r = timed_round_trip(session, data, opts, f"{name} {label}")
             n = r["tokens"] or len(toks)
-            row = dict(model=name, model_name=NAMES.get(name, name), weights=sorted(session.model.weight_types),
+            row = dict(context(session, opts), model=name, model_name=NAMES.get(name, name),
+                       weights=sorted(session.model.weight_types),
                        file=label, bytes=len(data), tokens=n, schedule=opts.schedule, verdict=verdict.schedule,
                        bpb=round(r["bpb"], 4), compress_tok_s=round(n / r["compress_s"], 1),
                        decompress_tok_s=round(n / r["decompress_s"], 1), stock_tok_s=ref["tok_s"],

@@ -23,7 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import append_row, find_corpora, read_rows  # noqa: E402
 from nacrith import _native, llm_frame  # noqa: E402
-from nacrith.session import Options, Session  # noqa: E402
+from nacrith.options import Options  # noqa: E402
+from nacrith.session import Session  # noqa: E402
 from nacrith.policy import compress  # noqa: E402
 from nacrith.decoder import decompress  # noqa: E402
 from nacrith.params import DEFAULT_ENSEMBLE, LLM_ONLY  # noqa: E402

@@ -16,7 +16,6 @@ here (size only). Rows: bench/results/peers.jsonl; table: bench/results/peers.md
 from __future__ import annotations
 
 import lzma
-import os
 import subprocess
 import sys
 import tempfile
@@ -67,7 +66,8 @@ def llama_zip_size(script: Path, model: Path, data: bytes) -> tuple[int, float]:
 @click.option("--llama-zip", "llama_zip", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Path of llama-zip's llama_zip.py (AlexBuz/llama-zip).")
 def main(paths, nbytes, llama_zip):
-    from nacrith.session import DEFAULT_LEVEL, Options, Session
+    from nacrith.options import DEFAULT_LEVEL, Options
+    from nacrith.session import Session
 
     session = Session(workers=1)
     opts = session.resolve(Options())

@@ -74,7 +74,8 @@ def _side(mode: str, src: str, nbytes: int, blob_path: str, report: str) -> None
     """Runs inside perf: one side of the round trip; writes {tokens, seconds} to report."""
     from nacrith.decoder import decompress
     from nacrith.policy import compress
-    from nacrith.session import Options, Session
+    from nacrith.options import Options
+    from nacrith.session import Session
 
     data = Path(src).read_bytes()[:nbytes]
     session = Session(workers=1)

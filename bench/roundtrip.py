@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import append_row, cpu_model  # noqa: E402
 from nacrith import __version__  # noqa: E402
-from nacrith.session import Options, Session  # noqa: E402
+from nacrith.options import Options  # noqa: E402
+from nacrith.session import Session  # noqa: E402
 from nacrith.policy import compress  # noqa: E402
 from nacrith.decoder import decompress  # noqa: E402
 from nacrith.params import Window  # noqa: E402

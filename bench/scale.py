@@ -49,7 +49,8 @@ def run_one(name: str, data: bytes, frame_size: int) -> dict:
     """Compress and decompress ``data`` with configuration ``name`` in this process."""
     from nacrith.decoder import decompress
     from nacrith.policy import compress
-    from nacrith.session import Options, Session
+    from nacrith.options import Options
+    from nacrith.session import Session
 
     workers, threads, cluster = CONFIGS[name]
     s = Session(workers=workers, threads=threads, cluster=cluster)
@@ -151,7 +152,8 @@ def frames(path, nbytes, sizes):
     one process, one thread, each stream decoded and compared."""
     from nacrith.decoder import decompress
     from nacrith.policy import compress
-    from nacrith.session import Options, Session
+    from nacrith.options import Options
+    from nacrith.session import Session
 
     data = Path(path).read_bytes()[:nbytes]
     s = Session(workers=1, threads=1)

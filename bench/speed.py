@@ -22,11 +22,12 @@ import click
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import append_row, cpu_model, find_corpora, peak_rss_mb, read_rows, timed_round_trip  # noqa: E402
+from bench.common import (append_row, context, cpu_model, find_corpora, peak_rss_mb, read_rows,  # noqa: E402
+                          timed_round_trip)
 from bench.reference import stock_prefill  # noqa: E402
-from nacrith import llm_frame  # noqa: E402
 from nacrith.model import matmul_kernel, set_matmul_kernel  # noqa: E402
-from nacrith.session import DEFAULT_LEVEL, Options, Session  # noqa: E402
+from nacrith.options import DEFAULT_LEVEL, Execution, Options  # noqa: E402
+from nacrith.session import Session  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "speed.jsonl"
 
@@ -35,7 +36,7 @@ def _row(suite: str, name: str, data: bytes, session: Session, opts: Options, re
     extra.setdefault("matmul", matmul_kernel() or "stock")  # the weight-product kernel (same bits either way)
     r = timed_round_trip(session, data, opts, f"{name} {extra}")
     n = r["tokens"] or len(session.model.tokenize(data))
-    row = dict(suite=suite, file=name, bytes=len(data), tokens=n, **extra, bpb=round(r["bpb"], 4),
+    row = dict(context(session, opts), suite=suite, file=name, bytes=len(data), tokens=n, **extra, bpb=round(r["bpb"], 4),
                compress_tok_s=round(n / r["compress_s"], 1), decompress_tok_s=round(n / r["decompress_s"], 1),
                stock_tok_s=ref["tok_s"], threads=session.threads, workers=session.workers,
                peak_rss_mb=peak_rss_mb(), cpu=cpu_model(), date=time.strftime("%Y-%m-%d"), verified=True)
@@ -75,9 +76,9 @@ def main(path, nbytes, attention, stock_matmul):
 @cli.command()
 @click.argument("paths", nargs=-1)
 @click.option("--sizes", default="2048,4096,8192,16384", show_default=True)
-@click.option("--min-match", "min_match", default=str(llm_frame.DRAFT_MIN_MATCH), show_default=True,
+@click.option("--min-match", "min_match", default=str(Execution().draft_min_match), show_default=True,
               help="Comma-separated DRAFT_MIN_MATCH values to try beside no drafts.")
-@click.option("--min-hit-rate", "min_hit", default=str(llm_frame.DRAFT_MIN_HIT_RATE), show_default=True,
+@click.option("--min-hit-rate", "min_hit", default=str(Execution().draft_min_hit_rate), show_default=True,
               help="Comma-separated DRAFT_MIN_HIT_RATE values (each with each min match; 0: always draft).")
 def drafts(paths, sizes, min_match, min_hit):
     """One-lane frames decoded with and without drafts (FILE...: default alice29.txt, xargs.1)."""
@@ -93,18 +94,19 @@ def drafts(paths, sizes, min_match, min_hit):
             ref = stock_prefill(session.model, toks, session.threads)
             # stock's own one-token-per-call loop: the fair reference of a one-lane decoder
             gen = stock_prefill(session.model, toks, session.threads, batch=1)
-            grid = [(0, 0, 0.0)] + [(llm_frame.DRAFT_MAX, int(x), float(h)) for x in min_match.split(",")
+            grid = [(0, 0, 0.0)] + [(Execution().draft_max, int(x), float(h)) for x in min_match.split(",")
                                     for h in min_hit.split(",")]
             for k, mm, hr in grid:
-                saved = llm_frame.DRAFT_MAX, llm_frame.DRAFT_MIN_MATCH, llm_frame.DRAFT_MIN_HIT_RATE
-                llm_frame.DRAFT_MAX, llm_frame.DRAFT_MIN_MATCH, llm_frame.DRAFT_MIN_HIT_RATE = k, mm or saved[1], hr
+                ex = session.execution
+                saved = ex.draft_max, ex.draft_min_match, ex.draft_min_hit_rate
+                ex.draft_max, ex.draft_min_match, ex.draft_min_hit_rate = k, mm or saved[1], hr
                 try:
                     opts = session.resolve(Options())
                     _row("drafts", Path(p).name, data, session, opts, ref, draft_max=k,
                          draft_min_match=mm or None, draft_min_hit_rate=hr if k else None,
                          attention=opts.attention, stock_one_token_tok_s=gen["tok_s"])
                 finally:
-                    llm_frame.DRAFT_MAX, llm_frame.DRAFT_MIN_MATCH, llm_frame.DRAFT_MIN_HIT_RATE = saved
+                    ex.draft_max, ex.draft_min_match, ex.draft_min_hit_rate = saved
     table()
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from nacrith.container import (FRAME_LLM, FRAME_NAMES, FRAME_STORED, EndFrame, Frame, LLMParams,  # noqa: E402
+from nacrith.format import (FRAME_LLM, FRAME_NAMES, FRAME_STORED, EndFrame, Frame, LLMParams,  # noqa: E402
                                SeekTable, StreamHeader, StreamParser, build_stream, check, read_llm_payload,
                                varint, write_end_v1, write_frame)
 from nacrith.params import MIXER_LINEAR, EnsembleParams, Window  # noqa: E402

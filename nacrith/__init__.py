@@ -10,19 +10,31 @@ Incremental and file APIs follow the standard library's ``lzma``: ``NacrithCompr
 ``NacrithDecompressor``, ``nacrith.open``. A ``Session`` holds the loaded model (and worker
 processes); pass ``session=`` to reuse one, otherwise one shared session per model path is used.
 
-Names are imported on first use (PEP 562), so the pure format layer (``nacrith.container``,
-``nacrith.params``) imports without numpy, llama.cpp or the native module.
+Names are imported on first use (PEP 562), so the pure layers (``nacrith.format``,
+``nacrith.params``, ``nacrith.options``) import without numpy, llama.cpp or the native module.
 
-Data flow, one module per stage: bytes -> ``segment`` (text/binary runs, tokens) -> ``lanes``
-(llama.cpp logits, ``model``) -> ``ensemble`` (heads, CDF: ``native/``) -> ``coder`` -> frames
-(``llm_frame``, ``binary``) -> ``encoder`` / ``decoder`` -> ``container`` (the stream format);
-``policy`` (size guard), ``session`` (resources), ``stream`` (file API), ``cli``.
+Layers, every import pointing down (``tests/test_layers.py`` walks them):
+
+* pure: ``errors``, ``params`` (recorded settings and their definitions), ``format`` (the stream
+  format: wire, header and params, frames, the parser of concatenated streams, the writer),
+  ``options`` (``Options``, levels, execution switches);
+* the predictor: ``model`` (llama.cpp), ``backend`` (fingerprint), ``lanes`` (evaluation
+  schedules), ``probe`` (is batching exact for this model?), ``ensemble``, ``coder``
+  (``native/``), ``segment``, ``binary``, ``lzma2``;
+* ``engine`` (model, contexts, params, checks), ``executors`` and ``scheduler`` (where frames
+  run; they know nothing of the codec);
+* the codec: ``llm_frame``, ``encoder``, ``decoder``; ``session`` (Engine + executors),
+  ``policy`` (size guard), ``stream`` (file API); ``cli`` (command line) on top.
+
+Data flow: bytes -> ``segment`` (text/binary runs, tokens) -> ``lanes`` (llama.cpp logits) ->
+``ensemble`` (heads, CDF) -> ``coder`` -> frames (``llm_frame``, ``binary``) -> ``encoder`` /
+``decoder`` -> ``format``.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 _LAZY = {
-    "Options": "session", "Session": "session", "LLM_ONLY": "params", "EnsembleParams": "params",
+    "Options": "options", "Session": "session", "LLM_ONLY": "params", "EnsembleParams": "params",
     "Window": "params", "Model": "model", "NacrithCompressor": "stream", "NacrithDecompressor": "stream",
     "NacrithFile": "stream", "get_session": "stream", "open": "stream",
     **{name: "errors" for name in ("BackendError", "ChecksumError", "FormatError", "ModelMismatchError",
@@ -63,7 +75,7 @@ def compress(data, *, model=None, session=None, **options) -> bytes:
         TypeError for data that is not bytes-like or options of the wrong type.
     """
     from . import policy
-    from .session import Options
+    from .options import Options
     from .stream import get_session
 
     data = memoryview(data).cast("B")  # bytes-like only: TypeError otherwise, as lzma

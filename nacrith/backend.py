@@ -38,17 +38,37 @@ def cpu_features(info: str | None = None) -> dict[str, str]:
     return out
 
 
-def fingerprint(n_gpu_layers: int | None = 0, attention: Attention = DEFAULT_ATTENTION, weights: str = "") -> str:
+def backend_sections(info: str | None = None) -> list[tuple[str, dict[str, str]]]:
+    """The system info string as (backend name, {feature: value}) per backend, in its order:
+    ``CUDA : ARCHS = 900 | ... | CPU : SSE3 = 1 | ...`` (llama_print_system_info writes the
+    backends one after the other, each ``NAME : `` then ``KEY = VALUE | `` pairs)."""
+    out: list[tuple[str, dict[str, str]]] = []
+    for token in (info or system_info()).split("|"):
+        if ":" in token.split("=", 1)[0]:
+            name, token = token.split(":", 1)
+            out.append((name.strip(), {}))
+        if "=" in token and out:
+            k, v = token.split("=", 1)
+            out[-1][1][k.strip()] = v.strip()
+    return out
+
+
+def fingerprint(n_gpu_layers: int | None = 0, attention: Attention = DEFAULT_ATTENTION, weights: str = "",
+                gpu: bool | None = None) -> str:
     """The backend fingerprint string stored in stream headers (hashed).
 
     Contains: llama-cpp-python version, llama.cpp system info (compiled features), where layers
     run, and the fixed context settings. Thread count is not part of it (logits do not depend
-    on it; ``tests/test_invariance.py``). ``$NACRITH_BACKEND_FINGERPRINT``, when set, replaces
+    on it; ``tests/test_kernels_invariance.py``). ``$NACRITH_BACKEND_FINGERPRINT``, when set, replaces
     it: a way to see how a decoder or a worker with another backend is refused (tests).
     ``n_gpu_layers=None``: the build alone, without the device (format version 2 records the
     offload on its own, so that an error can name the setting). ``attention``: the context's
     flash attention and KV cache types (``nacrith.model.ATTENTION_MODES``). ``weights``: the
-    model's ``Model.kernel_record`` ("" for models of Q4_1 and Q8_0 weights only).
+    model's ``Model.kernel_record`` ("" for models of Q4_1 and Q8_0 weights only). ``gpu``: the
+    build as a stream coded with layers on a GPU sees it (every backend of the build, and the
+    GPUs by name, ``gpu=...``), or False as one coded on the CPU sees it (the CPU backend's
+    section only: a CPU stream decodes on a GPU build of the same llama.cpp and flags too, with no
+    layer and no operation offloaded); None (format version 1): every section, no GPU names.
     """
     override = os.environ.get("NACRITH_BACKEND_FINGERPRINT")
     if override:
@@ -58,11 +78,15 @@ def fingerprint(n_gpu_layers: int | None = 0, attention: Attention = DEFAULT_ATT
     info = system_info()
     # "CPU : SSE3 = 1 | AVX = 1 | ..." -> "CPU SSE3 AVX ..."; other backends' lines kept as text
     parts = []
-    for section in info.split(";"):
-        feats = cpu_features(section)
+    for head, feats in backend_sections(info):
+        if gpu is False and head != "CPU":
+            continue  # a CPU stream: the other backends compute nothing of it
         on = [k for k, v in feats.items() if v not in ("0", "")]
-        head = section.split(":", 1)[0].strip() if ":" in section else ""
-        parts.append(f"{head} {' '.join(on)}".strip() if feats else section.strip())
+        parts.append(f"{head} {' '.join(on)}".strip())
+    if gpu:
+        from .runtime import gpu_devices
+
+        parts.append("gpu=" + ",".join(gpu_devices() or ["none"]))
     where = "" if n_gpu_layers is None else f"device={device}; "
     return (f"llama-cpp-python {L.__version__}; {'; '.join(parts)}; {where}"
             f"{attention.fingerprint()} rot={1 - int(ATTN_ROT_VALUE)}{weights}")
@@ -70,7 +94,7 @@ def fingerprint(n_gpu_layers: int | None = 0, attention: Attention = DEFAULT_ATT
 
 def fingerprint_id(fp: str) -> bytes:
     """BLAKE2b-64 of a fingerprint string (what streams store)."""
-    from .container import backend_id
+    from .format import backend_id
 
     return backend_id(fp)
 

@@ -10,7 +10,7 @@ import lzma
 import zstandard
 
 from . import lzma2
-from .container import FRAME_LZMA, FRAME_LZMA2, FRAME_STORED, FRAME_ZSTD, Frame
+from .format import FRAME_LZMA, FRAME_LZMA2, FRAME_STORED, FRAME_ZSTD, Frame
 from .errors import FormatError
 
 ZSTD_LEVEL = 19

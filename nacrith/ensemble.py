@@ -21,12 +21,7 @@ from .params import EnsembleParams
 def lane_model(params: EnsembleParams, n_vocab: int, shared=None) -> "_native.LaneModel":
     """A fresh per-lane model (state starts empty at every frame) for a vocabulary of ``n_vocab``
     tokens, sharing the heads of ``shared`` (another lane's model) when given."""
-    return _native.LaneModel(n_vocab, ngram_bits=params.ngram_bits, shared=shared,
-                             ngram_order=params.ngram_order, ngram_kappa=params.ngram_kappa,
-                             bias_lr=params.bias_lr, mixer=params.mixer, mix_lr=params.mix_lr,
-                             mix_init=params.mix_init, skip_bits=params.skip_bits,
-                             match_min=params.match_min, match_bits=params.match_bits,
-                             match_lr=params.match_lr)
+    return _native.LaneModel(n_vocab, shared=shared, **params.native_kwargs())
 
 
 def lane_models(params: EnsembleParams, n_vocab: int, n: int) -> list:

@@ -3,9 +3,9 @@
 
 A frame's tokens are split into contiguous lanes (``split_lanes``); the lanes are evaluated
 together in one llama.cpp context (a lane's stream does not depend on which lanes share its
-context: ``tests/test_invariance.py``). Frames, not lanes, are the unit of parallelism
+context: ``tests/test_kernels_invariance.py``). Frames, not lanes, are the unit of parallelism
 (``nacrith.scheduler``). The payload is
-``nacrith.container.write_llm_payload`` of the lane streams (``codec/FORMAT.md``, "LLM frame").
+``nacrith.format.write_llm_payload`` of the lane streams (``codec/FORMAT.md``, "LLM frame").
 """
 
 from __future__ import annotations
@@ -16,24 +16,18 @@ from typing import Callable
 import numpy as np
 
 from .coder import Decoder, Encoder
-from .container import SCHEDULE_LOCKSTEP, Frame, read_llm_payload, write_llm_payload
+from .format import SCHEDULE_LOCKSTEP, Frame, read_llm_payload, write_llm_payload
 from .ensemble import lane_models
 from .errors import ChecksumError
 from .lanes import PromptLookup, decode_lane_drafted, decode_lanes, encode_lanes, encode_lanes_lockstep
 from .model import ATTENTION_MODES, DEFAULT_ATTENTION, Attention, Model
 from .params import EnsembleParams, Window
 from .segment import split_text
-from .session import Options, Session
+from .engine import Engine
+from .options import Options
 
 Progress = Callable[[int], None]
 OVERRUN_BITS = 64  # a valid lane stream is never read past its end (native/NOTES.md)
-DRAFT_MAX = 8
-"""Most draft tokens per ``llama_decode`` when decoding a one-lane frame (0: no drafts)."""
-DRAFT_MIN_MATCH = 3
-"""Tokens the lane's recent history must match an earlier occurrence by before that occurrence's
-continuation is drafted (``PromptLookup.min_match``; ``bench/speed.py drafts`` measures it)."""
-DRAFT_MIN_HIT_RATE = 0.3
-"""Drafts are evaluated only while this share of guesses came true (``PromptLookup.min_hit_rate``)."""
 
 
 def lockstep_params(params) -> bool:
@@ -57,7 +51,7 @@ def _finish(encoders: list[Encoder], models: list, stats: dict | None) -> list[b
     return [e.finish() for e in encoders]
 
 
-def encode_group(session: Session, lanes: list[np.ndarray], window: Window, ensemble: EnsembleParams,
+def encode_group(engine: Engine, lanes: list[np.ndarray], window: Window, ensemble: EnsembleParams,
                  batch: int, progress: Progress | None = None, stats: dict | None = None,
                  escapes: list[dict] | None = None, attention: Attention = DEFAULT_ATTENTION,
                  lockstep: bool = False) -> list[bytes]:
@@ -68,8 +62,8 @@ def encode_group(session: Session, lanes: list[np.ndarray], window: Window, ense
     ``lockstep_tokens`` (tokens coded with the lockstep schedule). ``lockstep``: evaluate with
     the decoder's own schedule (one token per lane per step), for a model or device whose logits
     are not proven batch-invariant (``nacrith.probe``); else in large batches."""
-    m = session.model
-    ctx = session.context(len(lanes), window, batch, max(len(x) for x in lanes), attention)
+    m = engine.model
+    ctx = engine.context(len(lanes), window, batch, max(len(x) for x in lanes), attention)
     encoders = [Encoder() for _ in lanes]
     models = lane_models(ensemble, m.n_vocab, len(lanes))
     lens = m.token_lens
@@ -125,7 +119,7 @@ def encode_group(session: Session, lanes: list[np.ndarray], window: Window, ense
     return _finish(encoders, models, stats)
 
 
-def decode_group(session: Session, streams: list[bytes], counts: list[int], window: Window,
+def decode_group(engine: Engine, streams: list[bytes], counts: list[int], window: Window,
                  ensemble: EnsembleParams, max_bytes: int, where: str = "",
                  progress: Progress | None = None,
                  attention: Attention = DEFAULT_ATTENTION,
@@ -136,9 +130,10 @@ def decode_group(session: Session, streams: list[bytes], counts: list[int], wind
 
     Raises ChecksumError as soon as the lanes decode to more than ``max_bytes`` bytes.
     """
-    m = session.model
-    drafted = len(counts) == 1 and DRAFT_MAX > 0 and not lockstep
-    ctx = session.context(len(counts), window, 1 + DRAFT_MAX if drafted else max(len(counts), 1),
+    m = engine.model
+    ex = engine.execution
+    drafted = len(counts) == 1 and ex.draft_max > 0 and not lockstep
+    ctx = engine.context(len(counts), window, 1 + ex.draft_max if drafted else max(len(counts), 1),
                           max(counts, default=0), attention)
     decoders = [Decoder(s) for s in streams]
     models = lane_models(ensemble, m.n_vocab, len(streams))
@@ -172,8 +167,8 @@ def decode_group(session: Session, streams: list[bytes], counts: list[int], wind
 
     if drafted:
         lanes = [decode_lane_drafted(ctx, counts[0], m.bos, window, choose, needs_llm,
-                                     PromptLookup(k_max=DRAFT_MAX, min_match=DRAFT_MIN_MATCH,
-                                                  min_hit_rate=DRAFT_MIN_HIT_RATE), stats)]
+                                     PromptLookup(k_max=ex.draft_max, min_match=ex.draft_min_match,
+                                                  min_hit_rate=ex.draft_min_hit_rate), stats)]
     else:
         lanes = decode_lanes(ctx, counts, m.bos, window, choose, needs_llm)
     return list(zip(lanes, escapes))
@@ -187,32 +182,32 @@ def lane_bytes(model: Model, tokens: np.ndarray, escapes: dict) -> bytes:
     return b"".join(escapes.get(i, b"") + tb[int(t)] for i, t in enumerate(tokens))
 
 
-def _plan(session: Session, raw: bytes, options: Options) -> tuple | None:
+def _plan(engine: Engine, raw: bytes, options: Options) -> tuple | None:
     """(tokens and escapes, lanes) of ``raw``, or ``None`` when its tokens do not reproduce it."""
-    split = split_text(session.model, raw)
+    split = split_text(engine.model, raw)
     if split is None or split.tail or len(split.tokens) == 0:
         return None
     return split, split_lanes(split.tokens, options)
 
 
-def _encode(session: Session, raw: bytes, split, lanes: list[np.ndarray], window: Window, options: Options,
+def _encode(engine: Engine, raw: bytes, split, lanes: list[np.ndarray], window: Window, options: Options,
             progress: Progress | None, stats: dict | None) -> bytes | None:
     """The LLM payload of ``raw`` (tokens ``split``, ``lanes``); with ``options.verify``, ``None``
     when decoding it does not give ``raw`` back (then the frame is coded as a binary frame)."""
     starts = np.cumsum([0] + [len(x) for x in lanes])
     escapes = [{i - a: v for i, v in split.escapes.items() if a <= i < b}
                for a, b in zip(starts[:-1], starts[1:])]
-    options = session.resolve(options)
+    options = engine.resolve(options)
     lockstep = options.schedule == "lockstep"
-    streams = encode_group(session, lanes, window, options.ensemble, options.batch, progress,
+    streams = encode_group(engine, lanes, window, options.ensemble, options.batch, progress,
                            stats, escapes, ATTENTION_MODES[options.attention], lockstep)
     payload = write_llm_payload([len(x) for x in lanes], streams)
     if options.verify:
         counts, coded = read_llm_payload(memoryview(payload), len(raw), 0)
         try:
-            back = decode_group(session, [bytes(c) for c in coded], counts, window, options.ensemble, len(raw),
+            back = decode_group(engine, [bytes(c) for c in coded], counts, window, options.ensemble, len(raw),
                                 attention=ATTENTION_MODES[options.attention], lockstep=lockstep)
-            ok = b"".join(lane_bytes(session.model, t, e) for t, e in back) == raw
+            ok = b"".join(lane_bytes(engine.model, t, e) for t, e in back) == raw
         except ChecksumError:
             ok = False
         if stats is not None:
@@ -224,35 +219,35 @@ def _encode(session: Session, raw: bytes, split, lanes: list[np.ndarray], window
     return payload
 
 
-def encode_llm_frame(session: Session, raw: bytes, options: Options,
+def encode_llm_frame(engine: Engine, raw: bytes, options: Options,
                      progress: Progress | None = None, stats: dict | None = None) -> bytes | None:
     """LLM payload for ``raw`` (its lanes coded together in one context, KV window
     ``options.window``), or ``None`` when its tokens do not reproduce it exactly."""
-    plan = _plan(session, raw, options)
-    return None if plan is None else _encode(session, raw, *plan, options.window, options, progress, stats)
+    plan = _plan(engine, raw, options)
+    return None if plan is None else _encode(engine, raw, *plan, options.window, options, progress, stats)
 
 
-def encode_widened_frame(session: Session, raw: bytes, options: Options, progress: Progress | None = None,
+def encode_widened_frame(engine: Engine, raw: bytes, options: Options, progress: Progress | None = None,
                          stats: dict | None = None) -> tuple[bytes, Window] | None:
     """As ``encode_llm_frame``, with the KV window ``Options.frame_window`` picks for its lanes
     (what the stream writer codes with): (payload, that window), or ``None``."""
-    plan = _plan(session, raw, options)
+    plan = _plan(engine, raw, options)
     if plan is None:
         return None
     lanes = plan[1]
-    window = options.frame_window(len(lanes), max(len(x) for x in lanes), session.model.n_ctx_train)
-    payload = _encode(session, raw, *plan, window, options, progress, stats)
+    window = options.frame_window(len(lanes), max(len(x) for x in lanes), engine.model.n_ctx_train)
+    payload = _encode(engine, raw, *plan, window, options, progress, stats)
     return None if payload is None else (payload, window)
 
 
-def decode_llm_frame(session: Session, fr: Frame, progress: Progress | None = None) -> bytes:
+def decode_llm_frame(engine: Engine, fr: Frame, progress: Progress | None = None) -> bytes:
     """Decode one LLM frame (``fr.params`` must be set). The checksum is checked by the caller.
 
     Raises FormatError, ChecksumError, ModelMismatchError."""
     params, raw_size, offset = fr.params, fr.raw_size, fr.offset
     counts, streams = read_llm_payload(fr.payload, raw_size, offset, fr.version)
-    attention = session.check(params, f"frame at offset {offset}: ")
-    lanes = decode_group(session, [bytes(s) for s in streams], counts, params.window, params.ensemble,
+    attention = engine.check(params, f"frame at offset {offset}: ")
+    lanes = decode_group(engine, [bytes(s) for s in streams], counts, params.window, params.ensemble,
                          raw_size, f"frame at offset {offset}: ", progress, attention,
                          lockstep=lockstep_params(params))
-    return b"".join(lane_bytes(session.model, t, e) for t, e in lanes)
+    return b"".join(lane_bytes(engine.model, t, e) for t, e in lanes)

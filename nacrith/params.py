@@ -1,5 +1,5 @@
 """Pure parameter records of the LLM path, as written to the stream (no numpy, llama.cpp or
-native import, so the format layer ``nacrith.container`` can parse them anywhere).
+native import, so the format layer ``nacrith.format`` can parse them anywhere).
 
 * ``Window``: the sliding KV-cache window of a lane (``nacrith.lanes`` runs it).
 * ``EnsembleParams``: hyper-parameters of the ensemble heads (``nacrith.ensemble`` builds the
@@ -15,7 +15,73 @@ lossless data compression", 2005).
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How a recorded setting is validated and offered on the command line, defined once beside
+    its field (``dataclasses.field(metadata={"setting": Setting(...)})``): the CLI's options
+    (``nacrith.cli.options``), the range checks of ``__post_init__`` and the native keyword
+    arguments (``nacrith.ensemble``) are all made from it.
+
+    flag: the option (``--ngram-order``; ``--a/--b`` for a boolean). lo, hi: the range (None: no
+    bound); lo_open, hi_open: bounds excluded. choices: value -> name (an option by name).
+    also: a value allowed outside the range (``match_min`` 0). native: passed to the native
+    LaneModel under its field name. level: the compression level gives its default (CLI default
+    None)."""
+
+    flag: str
+    help: str
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: dict | None = None
+    also: tuple = ()
+    native: bool = True
+    level: bool = False
+
+    def check(self, name: str, v) -> None:
+        """Raise ValueError (TypeError for a wrong type) unless ``v`` is a valid value."""
+        if isinstance(v, bool) and self.lo is not None:
+            raise TypeError(f"{name} must be a number, not bool")
+        if v in self.also:
+            return
+        if self.choices is not None:
+            if v not in self.choices:
+                raise ValueError(f"{name} must be one of {sorted(self.choices)}, not {v!r}")
+            return
+        if self.lo is None and self.hi is None:
+            return
+        if not isinstance(v, (int, float)) or v != v:
+            raise ValueError(f"{name} must be a number, not {v!r}")
+        if self.lo is not None and (v < self.lo or (self.lo_open and v == self.lo)):
+            raise ValueError(f"{name} = {v} out of range ({self.describe_range()})")
+        if self.hi is not None and (v > self.hi or (self.hi_open and v == self.hi)):
+            raise ValueError(f"{name} = {v} out of range ({self.describe_range()})")
+
+    def describe_range(self) -> str:
+        lo = "" if self.lo is None else f"{self.lo:g} {'<' if self.lo_open else '<='} "
+        hi = "" if self.hi is None else f" {'<' if self.hi_open else '<='} {self.hi:g}"
+        extra = "".join(f" or {a}" for a in self.also)
+        return f"{lo}x{hi}{extra}"
+
+
+def setting(default, flag: str, help: str, **kw):
+    """A dataclass field with its ``Setting`` (see there)."""
+    return field(default=default, metadata={"setting": Setting(flag, help, **kw)})
+
+
+def settings_of(cls) -> list[tuple[str, object, Setting]]:
+    """(field name, default, Setting) of every field of ``cls`` that has one, in field order."""
+    return [(f.name, f.default, f.metadata["setting"]) for f in fields(cls) if "setting" in f.metadata]
+
+
+def check_settings(obj) -> None:
+    """Check every field of a settings dataclass against its ``Setting``."""
+    for name, _, st in settings_of(type(obj)):
+        st.check(name, getattr(obj, name))
 
 
 @dataclass(frozen=True)
@@ -26,9 +92,9 @@ class Window:
     slide: positions evicted at once when the window is full (B).
     """
 
-    size: int = 2048
-    sink: int = 4
-    slide: int = 512
+    size: int = setting(2048, "--window", "KV-cache window per lane, tokens", lo=8, hi=1 << 20, level=True)
+    sink: int = setting(4, "--sink", "Leading tokens never evicted from the window", lo=1, level=True)
+    slide: int = setting(512, "--slide", "Tokens evicted at once when the window is full", lo=1, level=True)
 
     def __post_init__(self):
         if not (1 <= self.sink and 1 <= self.slide and self.sink + self.slide <= self.size):
@@ -65,28 +131,39 @@ class EnsembleParams:
     """
 
     # defaults measured on alice29.txt and enwik6 (bench/results/ensemble.md)
-    ngram_order: int = 4
-    ngram_bits: int = 16
-    ngram_kappa: float = 5.0
-    bias_lr: float = 0.08
-    mixer: int = MIXER_GEOMETRIC
-    mix_lr: float = 0.002
-    mix_init: float = 0.85
-    skip_bits: float = 0.0  # measured: 0.5 bit skips 1.8 % of tokens, +0.08 % size, no speed-up
-    shared_heads: bool = True
+    ngram_order: int = setting(4, "--ngram-order", "Highest token n-gram order (0: n-gram head off).", lo=0, hi=8)
+    ngram_bits: int = setting(16, "--ngram-bits", "log2 hashed contexts per n-gram order (memory per lane: "
+                              "order x 2^bits x 72 B).", lo=4, hi=26)
+    ngram_kappa: float = setting(5.0, "--ngram-kappa", "n-gram interpolation constant: lambda = c / (c + kappa).",
+                                 lo=0, lo_open=True)
+    bias_lr: float = setting(0.08, "--bias-lr", "Learning rate of the log-space bias head (0: off).", lo=0, hi=1,
+                             hi_open=True)
+    mixer: int = setting(MIXER_GEOMETRIC, "--mixer", "Context mixer: linear (Hedge) or geometric (log-linear).",
+                         choices=MIXER_NAMES)
+    mix_lr: float = setting(0.002, "--mix-lr", "Mixer learning rate.", lo=0, hi=10)
+    mix_init: float = setting(0.85, "--mix-init", "Initial LLM weight of the mixer.", lo=0, hi=1)
+    # measured: 0.5 bit skips 1.8 % of tokens, +0.08 % size, no speed-up
+    skip_bits: float = setting(0.0, "--skip-bits", "Skip the LLM when the n-gram entropy is below this (0: never).",
+                               lo=0, hi=64, hi_open=True)
+    shared_heads: bool = setting(True, "--shared-heads/--lane-heads", "The lanes of a frame share one set of "
+                                 "ensemble heads, or each lane has its own.", native=False)
     # off unless named: streams without these fields (version 1, presets 1 and 2) have no match
     # model; the default level turns it on (preset 3, DEFAULT_ENSEMBLE)
-    match_min: int = 0
-    match_bits: int = 18
-    match_lr: float = 0.02
+    match_min: int = setting(0, "--match-min", "Match model: tokens hashed to find the longest earlier "
+                             "occurrence (0: off; else >= 2).", lo=2, hi=32, also=(0,))
+    match_bits: int = setting(18, "--match-bits", "log2 hash slots of the match model (8 B each, per frame).",
+                              lo=8, hi=26)
+    match_lr: float = setting(0.02, "--match-lr", "Learning rate of the match model's boost.", lo=0, hi=1)
 
     def __post_init__(self):
-        if not (0 <= self.ngram_order <= 8 and 4 <= self.ngram_bits <= 26 and self.ngram_kappa > 0
-                and 0 <= self.bias_lr < 1 and self.mixer in MIXER_NAMES and 0 <= self.mix_lr <= 10
-                and 0 <= self.mix_init <= 1 and 0 <= self.skip_bits < 64
-                and (self.match_min == 0 or 2 <= self.match_min <= 32) and 8 <= self.match_bits <= 26
-                and 0 <= self.match_lr <= 1):
-            raise ValueError(f"ensemble parameter out of range: {self}")
+        try:
+            check_settings(self)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"ensemble parameter out of range: {e}") from None
+
+    def native_kwargs(self) -> dict:
+        """The keyword arguments of the native ``LaneModel`` (its kwlist names these fields)."""
+        return {name: getattr(self, name) for name, _, st in settings_of(type(self)) if st.native}
 
     def memory_per_lane(self, n_vocab: int) -> int:
         """Bytes of state of one lane model."""
@@ -148,3 +225,39 @@ ENSEMBLE_PRESETS = {
 }
 DEFAULT_ENSEMBLE = EnsembleParams(**ENSEMBLE_PRESETS[3])
 """The ensemble of the default level (``Options().ensemble``)."""
+
+
+@dataclass(frozen=True)
+class Attention:
+    """The attention settings of a llama.cpp context: flash attention (LLAMA_FLASH_ATTN_TYPE_*:
+    -1 auto, 0 off, 1 on) and the ggml types of the K and V cache (names of ``GGML_TYPES``).
+    They change the logits, so they are part of the backend fingerprint (``nacrith.backend``)."""
+
+    flash: int = 1
+    k: str = "q8_0"
+    v: str = "q8_0"
+    kernel: str = ""  # "": llama.cpp's own kernels; else the patched kernel's marker (native/llama/)
+
+    @property
+    def name(self) -> str:
+        """``q8_0`` (K and V of one type) or ``q8_0/bf16`` (K/V); ``nofa-`` prefix when FA is off;
+        ``+kernel`` when it needs nacrith's patched attention kernel."""
+        kv = self.k if self.k == self.v else f"{self.k}/{self.v}"
+        name = kv if self.flash == 1 else f"{'nofa' if self.flash == 0 else 'autofa'}-{kv}"
+        return f"{name}+{self.kernel}" if self.kernel else name
+
+    def fingerprint(self) -> str:
+        """The part of the backend fingerprint (``fa=1 kv=q8_0``, as streams of format 1 have it;
+        `` kernel=MARKER`` for the patched kernel)."""
+        kv = self.k if self.k == self.v else f"{self.k}/{self.v}"
+        return f"fa={self.flash} kv={kv}" + (f" kernel={self.kernel}" if self.kernel else "")
+
+
+Q8_ATTENTION = Attention(1, "q8_0", "q8_0")
+"""The settings of every stream before the attention mode became selectable (backend preset 1)."""
+FAST_KERNEL = "nacrith-fa-1"
+FAST_ATTENTION = Attention(1, "f16", "bf16", FAST_KERNEL)
+"""f16 K, bf16 V, through nacrith's patched flash-attention kernel (native/llama/README.md)."""
+ATTENTION_MODES = {a.name: a for a in (Q8_ATTENTION, FAST_ATTENTION)}
+"""Batch-invariant attention settings a stream may name (``tests/test_kernels_invariance.py`` checks each)."""
+DEFAULT_ATTENTION = Q8_ATTENTION

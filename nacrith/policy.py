@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .container import MAX_FRAME_SIZE
-from .encoder import FrameWriter, StreamEncoder, code_frame
-from .session import Options, Session
+from .encoder import StreamEncoder, StreamWriter, code_frame
+from .format import MAX_FRAME_SIZE
+from .options import Options
 
 Progress = Callable[[int], None]
 GUARD_SLACK = 64  # bytes over the better of zstd -19 and xz -9e that an output may cost
@@ -34,7 +34,7 @@ def binary_stream(data: bytes, reuse: tuple[bytes, tuple] | None = None) -> byte
     ``reuse``: ``FrameWriter.first`` of the hybrid stream, so that a one-frame input is not
     compressed twice (the output is the same either way)."""
     opts = Options(frame_size=max(1, min(len(data), MAX_FRAME_SIZE)))
-    w = FrameWriter(None, opts)
+    w = StreamWriter(None, opts)
     out = []
     for a in range(0, len(data), opts.frame_size):
         raw = data[a:a + opts.frame_size]
@@ -52,7 +52,7 @@ class GuardedEncoder:
     Args: as ``compress``.
     """
 
-    def __init__(self, session: Session, options: Options = Options(), progress: Progress | None = None,
+    def __init__(self, session, options: Options = Options(), progress: Progress | None = None,
                  stats: dict | None = None, guard_max: int = GUARD_MAX):
         self._enc = StreamEncoder(session, options, progress, stats)
         self._stats = stats
@@ -95,7 +95,7 @@ class GuardedEncoder:
         return hybrid
 
 
-def compress(data: bytes, session: Session, options: Options = Options(),
+def compress(data: bytes, session, options: Options = Options(),
              progress: Progress | None = None, stats: dict | None = None) -> bytes:
     """Compress ``data`` into one nacrith stream (bytes), guarded (module docstring).
 

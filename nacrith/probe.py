@@ -213,7 +213,7 @@ def run_probe(model: Model, attention: Attention, threads: int) -> Verdict:
 def cache_key(model: Model, attention: Attention) -> str:
     from .backend import fingerprint
 
-    return (f"v{PROBE_VERSION}|{model.sha256}|{fingerprint(None, attention, model.kernel_record)}"
+    return (f"v{PROBE_VERSION}|{model.sha256}|{fingerprint(None, attention, model.kernel_record, gpu=False)}"
             f"|mm={matmul_kernel() or 'stock'}|inv={int(invariant_products())}"
             f"|tiled={os.environ.get('GGML_CPU_TILED_MM', '')}")
 

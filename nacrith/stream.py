@@ -16,7 +16,8 @@ import os
 from .decoder import ConcatDecoder, FrameDecoder, SeekIndex
 from .errors import FormatError
 from .policy import GuardedEncoder
-from .session import Options, Session
+from .options import Options
+from .session import Session
 
 _sessions: dict = {}
 
@@ -260,7 +261,7 @@ class NacrithFile(io.BufferedIOBase):
                 return False
             self._buffer = self._dec.feed(chunk)
             if self._dec.trailing:
-                raise FormatError(f"{len(self._dec.unused_data)} bytes of trailing data after the end frame")
+                raise self._dec.trailing_error()
         return True
 
     def read(self, size: int | None = -1) -> bytes:

@@ -2,7 +2,7 @@
  * The vocabulary-wide loops (max, exp, sums, dot product, bias update, CDF counts): the scalar
  * reference versions, and AVX2 versions chosen at run time when the CPU has AVX2 (`simd_init`).
  * Every AVX2 kernel computes, element by element, the same IEEE binary64 operations in the same
- * order as its scalar twin, so the results are bit-identical (tests/test_native_simd.py compares
+ * order as its scalar twin, so the results are bit-identical (tests/test_ensemble_simd.py compares
  * both on every path, `nacrith._native._testing.set_simd`):
  *
  *   - element-wise maps (exp, bias update, CDF counts) apply the same +, -, *, conversions to each

@@ -24,7 +24,7 @@ def text():
 
 @pytest.fixture(scope="module")
 def blob(session, text):
-    from nacrith.container import FRAME_LLM, Frame, iter_frames
+    from nacrith.format import FRAME_LLM, Frame, iter_frames
 
     out = nacrith.compress(text, session=session, **SMALL)
     assert any(isinstance(f, Frame) and f.kind == FRAME_LLM for f in iter_frames(out))  # not a fallback
@@ -76,7 +76,7 @@ def test_open_binary_read_write_seek(session, text, tmp_path):
 def test_seek_never_trusts_a_corrupt_seek_table(session, text, blob, tmp_path):
     # the seek table has no checksum of its own: a wrong RawSize in it must not place an intact
     # frame at the wrong uncompressed offset (reported by a fresh user: wrong bytes, no error)
-    from nacrith.container import SeekEntry, read_seek_table, write_seek_table
+    from nacrith.format import SeekEntry, read_seek_table, write_seek_table
     from nacrith.decoder import SeekIndex
 
     idx = SeekIndex(io.BytesIO(blob))

@@ -10,8 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from nacrith import cli
+from nacrith.cli import options as cli_options
 from nacrith.policy import compress
-from nacrith.session import Options
+from nacrith.options import Options
 
 from .conftest import corpus
 
@@ -38,7 +39,7 @@ class _Shared:
 @pytest.fixture()
 def runner(session, monkeypatch):
     # reuse the test session's loaded model instead of loading one per invocation
-    monkeypatch.setattr(cli, "Session", lambda *a, **k: _Shared(session))
+    monkeypatch.setattr(cli_options, "Session", lambda *a, **k: _Shared(session))
     return CliRunner()
 
 
@@ -366,7 +367,7 @@ def test_output_directory_is_refused_before_any_work(runner, tmp_path, monkeypat
     def no_work(*a, **k):
         raise AssertionError("the model was needed before -o was checked")
 
-    monkeypatch.setattr(cli, "Session", no_work)
+    monkeypatch.setattr(cli_options, "Session", no_work)
     for args in (["-o", str(out)], ["-f", "-o", str(out)], ["-d", "-f", "-o", str(out)]):
         src = str(f) + (".nc" if "-d" in args else "")
         if "-d" in args:
@@ -644,7 +645,7 @@ def test_listing_a_damaged_file_shows_what_was_read_before_the_error(runner, ses
 
 
 def test_a_lane_table_of_1000_lanes_is_corrupt(runner, session, tmp_path):
-    from nacrith.container import FRAME_LLM, build_stream, varint
+    from nacrith.format import FRAME_LLM, build_stream, varint
 
     raw = b"a" * 3000
     payload = varint(1000) + b"".join(varint(1) + varint(0) for _ in range(999)) + varint(1)

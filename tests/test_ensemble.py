@@ -13,12 +13,12 @@ from hypothesis import given, settings, strategies as st
 
 from nacrith import _native
 from nacrith._native import _testing
-from nacrith.session import Options
+from nacrith.options import Options
 from nacrith.policy import compress
 from nacrith.decoder import decompress
-from nacrith.container import iter_frames
+from nacrith.format import iter_frames
 from nacrith.coder import CDF_TOTAL, Decoder, Encoder, cdf_from_probs
-from nacrith.container import EndFrame
+from nacrith.format import EndFrame
 from nacrith.params import LLM_ONLY, MIXER_GEOMETRIC, MIXER_LINEAR, EnsembleParams
 from nacrith.ensemble import lane_model, lane_models
 from nacrith.params import Window
@@ -133,7 +133,7 @@ def test_params_validation():
         EnsembleParams.decode(bytes(bad))
     # the match model: off unless named (version 1 parameters, presets 1 and 2, explicit fields
     # written before it), on in the default level (preset 3)
-    from nacrith.container import encode_ensemble, read_ensemble
+    from nacrith.format import encode_ensemble, read_ensemble
     from nacrith.params import DEFAULT_ENSEMBLE, ENSEMBLE_PRESETS
 
     assert EnsembleParams().match_min == 0 and EnsembleParams.decode(EnsembleParams().encode()).match_min == 0

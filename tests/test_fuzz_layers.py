@@ -51,7 +51,7 @@ def test_targets_reach_their_layer():
     """Each target sees valid input too (not only rejections): a vector parses, a preset block
     parses, the decoder decodes, a real LZMA2 payload decodes."""
     from nacrith import lzma2
-    from nacrith.container import LLMParams, StreamParser
+    from nacrith.format import LLMParams, StreamParser
 
     assert any(isinstance(x, LLMParams) or getattr(x, "params", None) for s in SEEDS for x in _items(s))
     TARGETS["params"](bytes([1, 1, 0, 1, 1, 1]))
@@ -62,7 +62,7 @@ def test_targets_reach_their_layer():
 
 
 def _items(blob):
-    from nacrith.container import StreamParser
+    from nacrith.format import StreamParser
     from nacrith.errors import FormatError
 
     try:

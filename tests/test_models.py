@@ -17,12 +17,13 @@ import pytest
 
 from bench.modelfiles import copy_as, default_model, gemma
 from nacrith import probe
-from nacrith.container import SCHEDULE_LOCKSTEP, StreamParser
+from nacrith.format import SCHEDULE_LOCKSTEP, StreamParser
 from nacrith.decoder import decompress
 from nacrith.errors import ChecksumError
 from nacrith.model import ATTENTION_MODES
 from nacrith.policy import compress
-from nacrith.session import Options, Session
+from nacrith.options import Options
+from nacrith.session import Session
 
 from .conftest import ROOT, corpus
 

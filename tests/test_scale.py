@@ -11,7 +11,8 @@ import pytest
 
 from nacrith import decoder, policy
 from nacrith.errors import ModelMismatchError, NacrithError
-from nacrith.session import Options, Session
+from nacrith.options import Options
+from nacrith.session import Session
 
 from .conftest import corpus
 
@@ -42,7 +43,7 @@ def ray_local():
 
 
 def _llm_frames(blob: bytes) -> int:
-    from nacrith.container import FRAME_LLM, Frame, iter_frames
+    from nacrith.format import FRAME_LLM, Frame, iter_frames
 
     return sum(isinstance(f, Frame) and f.kind == FRAME_LLM for f in iter_frames(blob))
 
@@ -116,7 +117,7 @@ def test_ray_actor_killed_mid_run_its_frame_is_rerun(ray_local, session, text):
 
 
 def test_ray_worker_with_another_fingerprint_is_refused(ray_local, session):
-    from nacrith.workers import RayExecutor
+    from nacrith.executors import RayExecutor
 
     with pytest.raises(ModelMismatchError, match=r"worker .* refused: backend \[.*\] != this machine's \[other\]"):
         RayExecutor("local", str(session.model.path), 2, 1, 0, (session.model.sha256, "other"))
@@ -150,6 +151,7 @@ def test_cli_passes_workers_threads_and_gpu_layers_to_a_real_session(tmp_path, m
     from click.testing import CliRunner
 
     from nacrith import cli
+    from nacrith.cli import options as cli_options
 
     seen = []
 
@@ -159,7 +161,7 @@ def test_cli_passes_workers_threads_and_gpu_layers_to_a_real_session(tmp_path, m
                          dict(self._executor.ran) if self._executor else {}))
             super().close()
 
-    monkeypatch.setattr(cli, "Session", Watched)
+    monkeypatch.setattr(cli_options, "Session", Watched)
     src = tmp_path / "a.txt"
     src.write_bytes(text)
     r = CliRunner().invoke(cli.main, ["-q", "-T", "2", "--threads", "1", "--gpu-layers", "0",

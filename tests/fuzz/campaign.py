@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench.common import find_corpora  # noqa: E402
 from mutate import llm_stream, mutate  # noqa: E402
-from nacrith.session import Options, Session  # noqa: E402
+from nacrith.options import Options  # noqa: E402
+from nacrith.session import Session  # noqa: E402
 from nacrith.policy import compress  # noqa: E402
 from nacrith.decoder import decompress  # noqa: E402
 from nacrith.errors import NacrithError  # noqa: E402

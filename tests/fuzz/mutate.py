@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from nacrith.container import FRAME_LLM, MAGIC, build_stream
+from nacrith.format import FRAME_LLM, MAGIC, build_stream
 
 
 def llm_stream(data: bytes, session, options) -> bytes:

@@ -10,7 +10,7 @@ long campaigns) and ``tests/fuzz/campaign_layers.py`` (mutation campaign, summar
 
 from __future__ import annotations
 
-from nacrith.container import (FRAME_PARAMS, LLMParams, StreamParser, check, read_header, read_params, varint)
+from nacrith.format import (FRAME_PARAMS, LLMParams, StreamParser, check, read_header, read_params, varint)
 from nacrith.errors import FormatError
 
 

@@ -15,8 +15,8 @@ import zstandard
 
 from nacrith.session import Session
 from nacrith.decoder import decompress
-from nacrith.container import iter_frames
-from nacrith.container import (BACKEND_PRESETS, FRAME_STORED, FRAME_ZSTD, MAGIC, MODEL_PRESETS, EndFrame, LLMParams,
+from nacrith.format import iter_frames
+from nacrith.format import (BACKEND_PRESETS, FRAME_STORED, FRAME_ZSTD, MAGIC, MODEL_PRESETS, EndFrame, LLMParams,
                                StreamHeader, StreamParser, backend_id, build_stream, read_header, read_params,
                                read_varint, total_hasher, varint, write_end, write_end_v1, write_frame)
 from nacrith.errors import ChecksumError, FormatError, NacrithError, TruncatedError
@@ -86,7 +86,7 @@ def test_header_fields_are_checked():
     # a reserved bit or a frame size over 2^30 with a valid check is still refused
     for desc, msg in [(0x40 | 20, "reserved"), (31, "frame size")]:
         head = MAGIC + bytes([2, desc])
-        from nacrith.container import check
+        from nacrith.format import check
 
         with pytest.raises(FormatError, match=msg):
             read_header(head + check(head))
@@ -157,7 +157,7 @@ def test_params_frame_bit_flips_are_corruption():
 def test_one_frame_overhead_at_default_settings():
     """Everything but the lane stream of a one-frame, one-lane LLM stream of a few KB at the
     default settings: header with params block and check, frame header, lane table, end."""
-    from nacrith.container import FRAME_LLM, write_llm_payload
+    from nacrith.format import FRAME_LLM, write_llm_payload
 
     lane = b"\x55" * 600
     payload = write_llm_payload([1100], [lane])
@@ -238,7 +238,7 @@ def test_params_frame_roundtrip_and_checks():
     # presets: the default settings take one byte each
     assert len(DEFAULT_PARAMS.block()) == 6
     # an unknown critical key is refused, an informational one skipped (each with a valid check)
-    from nacrith.container import check
+    from nacrith.format import check
 
     body = DEFAULT_PARAMS.block()
     for extra, ok in ((b"\x7f\x01\x00", False), (b"\xf0\x01\x00", True)):
@@ -252,7 +252,7 @@ def test_params_frame_roundtrip_and_checks():
 
 
 def test_unknown_presets_and_algorithm_are_refused():
-    from nacrith.container import check
+    from nacrith.format import check
 
     for i, what in ((0, "model preset"), (1, "backend preset"), (3, "window preset"), (4, "algorithm"),
                     (5, "ensemble preset")):

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from nacrith import llm_frame
-from nacrith.container import iter_frames
+from nacrith.format import iter_frames
 from nacrith.decoder import decompress
 from nacrith.lanes import PromptLookup, decode_lane_drafted, encode_lanes
 from nacrith.model import LlamaContext
 from nacrith.params import DEFAULT_ENSEMBLE, Window
 from nacrith.policy import compress
-from nacrith.session import DEFAULT_LEVEL, LEVELS, Options
+from nacrith.options import DEFAULT_LEVEL, LEVELS, Options
 
 from .conftest import corpus
 
@@ -106,7 +106,7 @@ def test_drafted_and_plain_decoders_decode_the_same_stream(session, monkeypatch)
     monkeypatch.setattr(llm_frame, "decode_lane_drafted", counted)
     assert decompress(blob, session) == data
     assert stats["accepted"] > 20 and stats["calls"] == stats["tokens"] - stats["accepted"]
-    monkeypatch.setattr(llm_frame, "DRAFT_MAX", 0)  # the plain decoder
+    monkeypatch.setattr(session.execution, "draft_max", 0)  # the plain decoder
     monkeypatch.setattr(llm_frame, "decode_lane_drafted", None)
     assert decompress(blob, session) == data
 
@@ -135,7 +135,7 @@ def test_the_decoders_schedule_encodes_the_same_bytes(session):
     """What a model not proven batch-invariant (and a GPU) uses: encoding one token per lane per
     step. On the default model it must give the batched encoder's lane streams, shared heads and
     lane heads alike; the stream records the schedule (3 bytes) and decoding then uses no drafts."""
-    from nacrith.container import SCHEDULE_LOCKSTEP, StreamParser
+    from nacrith.format import SCHEDULE_LOCKSTEP, StreamParser
 
     data = corpus("canterbury/alice29.txt")[:1200]
     for opts in (Options(min_lane_tokens=60),

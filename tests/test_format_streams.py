@@ -10,14 +10,15 @@ import pytest
 from click.testing import CliRunner
 
 from nacrith import cli
-from nacrith.container import (FRAME_LLM, LLMParams, StreamHeader, StreamParser, build_stream, iter_frames,
+from nacrith.format import (FRAME_LLM, LLMParams, StreamHeader, StreamParser, build_stream, iter_frames,
                                read_llm_payload)
 from nacrith.decoder import decompress
 from nacrith.errors import ModelMismatchError, NacrithError
 from nacrith.llm_frame import encode_llm_frame
 from nacrith.params import Window
 from nacrith.policy import compress
-from nacrith.session import Options, Session
+from nacrith.options import Options
+from nacrith.session import Session
 from nacrith.stream import open as nc_open
 
 from .conftest import corpus

@@ -12,11 +12,12 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from nacrith.session import Options, Session
+from nacrith.options import Options
+from nacrith.session import Session
 from nacrith.policy import compress
 from nacrith.decoder import decompress
-from nacrith.container import iter_frames
-from nacrith.container import (FRAME_LLM, FRAME_ZSTD, StreamHeader, frame_checksum, total_hasher, varint,
+from nacrith.format import iter_frames
+from nacrith.format import (FRAME_LLM, FRAME_ZSTD, StreamHeader, frame_checksum, total_hasher, varint,
                                write_end, write_frame)
 from nacrith.errors import FormatError, NacrithError
 from nacrith.params import Window

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import lzma
 
-from nacrith.session import Options
+from nacrith.options import Options
 from nacrith.policy import compress
 from nacrith.llm_frame import decode_llm_frame, encode_llm_frame
 from nacrith.decoder import decompress
-from nacrith.container import iter_frames
-from nacrith.container import FRAME_LLM, FRAME_LZMA2, FRAME_STORED, FRAME_ZSTD, EndFrame, Frame, LLMParams, StreamParser
+from nacrith.format import iter_frames
+from nacrith.format import FRAME_LLM, FRAME_LZMA2, FRAME_STORED, FRAME_ZSTD, EndFrame, Frame, LLMParams, StreamParser
 from nacrith.params import Window
 
 from .conftest import corpus

@@ -10,12 +10,12 @@ import sys
 
 import pytest
 
-from nacrith.container import FRAME_SEEK, SeekEntry, StreamParser, iter_frames, read_seek_table, write_seek_table
+from nacrith.format import FRAME_SEEK, SeekEntry, StreamParser, iter_frames, read_seek_table, write_seek_table
 from nacrith.errors import FormatError
 
 
 def test_format_layer_imports_without_numpy_native_or_llama():
-    code = ("import sys; import nacrith.container, nacrith.params; "
+    code = ("import sys; import nacrith.format, nacrith.params, nacrith.options; "
             "bad = [m for m in ('numpy', 'nacrith._native', 'llama_cpp', 'zstandard') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -23,11 +23,11 @@ def test_format_layer_imports_without_numpy_native_or_llama():
 
 
 def _binary_stream(data: bytes, frame: int) -> bytes:
-    from nacrith.encoder import FrameWriter, code_frame
-    from nacrith.session import Options
+    from nacrith.encoder import StreamWriter, code_frame
+    from nacrith.options import Options
 
     opts = Options(frame_size=frame)
-    w = FrameWriter(None, opts)
+    w = StreamWriter(None, opts)
     out = [w.write(data[a:a + frame], code_frame(None, data[a:a + frame], False, opts))
            for a in range(0, len(data), frame)]
     return b"".join(out) + w.finish()

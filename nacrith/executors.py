@@ -1,16 +1,22 @@
-"""Executors of the frame scheduler (``nacrith.scheduler``): where whole frames are coded.
+"""Executors of the frame scheduler (``nacrith.scheduler``): where whole frames are coded. They
+run the function they are given (``fn(engine, *args)``, a module-level function, pickled by
+reference) on an Engine (``nacrith.engine``) and know nothing of the codec.
 
-* ``InlineExecutor``: in this process, with the caller's session (one worker: today's path).
-* ``ProcessExecutor``: ``-T N`` local worker processes, each with its own model, llama.cpp
-  context and ``threads`` threads. Started with ``spawn`` (llama.cpp and OpenMP threads do not
+* ``InlineExecutor``: in this process, on the caller's engine.
+* ``ProcessExecutor``: ``-T N`` local worker processes, each with its own Engine (model, llama.cpp
+  context, ``threads`` threads). Started with ``spawn`` (llama.cpp and OpenMP threads do not
   survive ``fork``).
 * ``RayExecutor``: ``--cluster ADDRESS`` (what ``ray.init(address=...)`` takes, or ``local``):
-  one Ray actor per worker slot holds the model (one GPU each on nodes with GPUs). A frame whose
+  one Ray actor per worker slot holds an Engine (one GPU each on nodes with GPUs). A frame whose
   actor dies is re-run on another actor.
 
 Before any frame, every worker reports its model sha256 and backend fingerprint; one that
 differs from this process's is refused (``ModelMismatchError`` naming the worker and both
 fingerprints), so a stream never depends on which worker coded a frame.
+
+An executor has ``slots`` (frames it codes at once), ``live_progress`` (whether it reports
+progress while a frame is coded), ``submit(fn, args, progress) -> Future`` whose result is
+``(value, worker id)``, and ``ran`` (frames coded per worker).
 """
 
 from __future__ import annotations
@@ -18,11 +24,26 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import socket
+from collections import Counter
 from concurrent.futures import Future, ProcessPoolExecutor
 
+from .engine import Engine
 from .errors import ModelMismatchError, NacrithError
-from .scheduler import Ran, done_future
-from .session import Session
+
+
+class Ran(Counter):
+    """Frames coded per worker id (``host:pid``)."""
+
+
+def done_future(fn, *args) -> Future:
+    """A Future already holding ``fn(*args)`` or the exception it raised."""
+    f: Future = Future()
+    try:
+        f.set_result(fn(*args))
+    except BaseException as e:  # re-raised, in input order, by the scheduler
+        f.set_exception(e)
+    return f
+
 
 RAY_HINT = "--cluster needs Ray: pip install 'nacrith[ray]' (or: pip install 'ray>=2.60')"
 MAX_RERUNS = 3  # times one frame is re-run after its actor died
@@ -32,23 +53,9 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def run_job(session: Session, kind: str, job, progress=None):
-    """Code one frame in this process: ``encode`` job ``(raw, text, options)`` -> ``CodedFrame``;
-    ``decode`` job ``(frame, output offset)`` -> original bytes (checksum verified)."""
-    if kind == "encode":
-        from .encoder import code_frame
-
-        raw, text, options = job
-        return code_frame(session, raw, text, options, progress)
-    from .decoder import decode_frame
-
-    fr, out_offset = job
-    return decode_frame(session, fr, out_offset, progress)
-
-
-def identity(session: Session) -> tuple[str, str, str]:
-    """(worker id, model sha256, backend fingerprint) of a session."""
-    return worker_id(), session.model.sha256, session.identity
+def identity(engine: Engine) -> tuple[str, str, str]:
+    """(worker id, model sha256, backend fingerprint) of an engine."""
+    return worker_id(), engine.model.sha256, engine.identity
 
 
 def check_identity(expect: tuple[str, str], got: tuple[str, str, str]) -> None:
@@ -62,41 +69,41 @@ def check_identity(expect: tuple[str, str], got: tuple[str, str, str]) -> None:
 
 
 class InlineExecutor:
-    """Frames coded in this process, at submit time."""
+    """Frames coded in this process, at submit time, on the caller's engine."""
 
     slots = 1
     live_progress = True
 
-    def __init__(self, session: Session):
-        self.session = session
+    def __init__(self, engine: Engine):
+        self.engine = engine
         self.ran = Ran()
         self._id = worker_id()
 
-    def submit(self, kind: str, job, progress=None) -> Future:
-        return done_future(lambda: (run_job(self.session, kind, job, progress), self._id))
+    def submit(self, fn, args: tuple, progress=None) -> Future:
+        return done_future(lambda: (fn(self.engine, *args, progress=progress), self._id))
 
     def close(self) -> None:
         pass
 
 
-_session: Session | None = None
+_engine: Engine | None = None
 _refused: Exception | None = None
 
 
 def _init(model_path: str, threads: int, gpu_layers: int, expect: tuple[str, str]) -> None:
-    global _session, _refused
-    _session = Session(model_path, threads=threads, workers=1, gpu_layers=gpu_layers)
-    _session.model.token_bytes  # load now, not inside the first job
+    global _engine, _refused
+    _engine = Engine(model_path, threads=threads, gpu_layers=gpu_layers)
+    _engine.model.token_bytes  # load now, not inside the first job
     try:
-        check_identity(expect, identity(_session))
+        check_identity(expect, identity(_engine))
     except ModelMismatchError as e:
         _refused = e
 
 
-def _work(kind: str, job):
+def _work(fn, args: tuple):
     if _refused is not None:
         raise _refused
-    return run_job(_session, kind, job), worker_id()
+    return fn(_engine, *args), worker_id()
 
 
 class ProcessExecutor:
@@ -110,24 +117,24 @@ class ProcessExecutor:
         self._ex = ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn"),
                                        initializer=_init, initargs=(model_path, threads, gpu_layers, expect))
 
-    def submit(self, kind: str, job, progress=None) -> Future:
-        return self._ex.submit(_work, kind, job)
+    def submit(self, fn, args: tuple, progress=None) -> Future:
+        return self._ex.submit(_work, fn, args)
 
     def close(self) -> None:
         self._ex.shutdown(wait=True, cancel_futures=True)
 
 
 class FrameActor:
-    """A Ray actor: one model and context, coding whole frames."""
+    """A Ray actor: one model and context (an Engine), coding whole frames."""
 
     def __init__(self, model_path: str, threads: int, gpu_layers: int):
-        self.session = Session(model_path, threads=threads, workers=1, gpu_layers=gpu_layers)
+        self.engine = Engine(model_path, threads=threads, gpu_layers=gpu_layers)
 
     def identity(self):
-        return identity(self.session)
+        return identity(self.engine)
 
-    def work(self, kind: str, job):
-        return run_job(self.session, kind, job), worker_id()
+    def work(self, fn, args: tuple):
+        return fn(self.engine, *args), worker_id()
 
 
 def _ray():
@@ -141,14 +148,14 @@ def _ray():
 class _RayFuture:
     """A frame on an actor; re-run on another actor when that one dies."""
 
-    def __init__(self, ex: "RayExecutor", kind: str, job):
-        self.ex, self.kind, self.job, self.reruns = ex, kind, job, 0
+    def __init__(self, ex: "RayExecutor", fn, args: tuple):
+        self.ex, self.fn, self.args, self.reruns = ex, fn, args, 0
         self._start()
 
     def _start(self) -> None:
         self.actor = self.ex._pick()
         self.ex._load[self.actor] += 1
-        self.ref = self.ex._actors[self.actor].work.remote(self.kind, self.job)
+        self.ref = self.ex._actors[self.actor].work.remote(self.fn, self.args)
 
     def done(self) -> bool:
         return bool(self.ex.ray.wait([self.ref], timeout=0)[0])
@@ -238,8 +245,8 @@ class RayExecutor:
         """The live actor handles (tests kill one to check re-runs)."""
         return list(self._actors.values())
 
-    def submit(self, kind: str, job, progress=None) -> _RayFuture:
-        return _RayFuture(self, kind, job)
+    def submit(self, fn, args: tuple, progress=None) -> _RayFuture:
+        return _RayFuture(self, fn, args)
 
     def close(self) -> None:
         for a in self._actors.values():

@@ -12,9 +12,9 @@ from hypothesis import given, settings, strategies as st
 
 from nacrith.policy import GUARD_SLACK, compress
 from nacrith.decoder import decompress
-from nacrith.container import iter_frames
+from nacrith.format import iter_frames
 from nacrith.binary import zstd_reference_size
-from nacrith.container import FRAME_LLM, EndFrame
+from nacrith.format import FRAME_LLM, EndFrame
 from nacrith.segment import TEXT_BYTES_PER_TOKEN, plan, split_text
 
 from .conftest import corpus
