@@ -127,6 +127,24 @@ def levels(paths, nbytes, which):
     table()
 
 
+@cli.command()
+@click.argument("path", required=False)
+@click.option("--sizes", default="4096,16384,49152,0", show_default=True,
+              help="Prefix sizes in bytes (0: the whole file).")
+def sizes(path, sizes):
+    """Decompress against compress tokens/s by file size at the default level (the asymmetry a
+    user sees: a file of one lane decodes one token per step)."""
+    src = Path(path) if path else find_corpora() / "canterbury" / "alice29.txt"
+    session = Session(workers=1)
+    full = src.read_bytes()
+    for n in map(int, sizes.split(",")):
+        data = full[:n] if n else full
+        ref = stock_prefill(session.model, session.model.tokenize(data), session.threads)
+        opts = session.resolve(Options())
+        _row("sizes", src.name, data, session, opts, ref, level=DEFAULT_LEVEL, attention=opts.attention)
+    table()
+
+
 def _section(title: str, cols: list[str], rows: list[dict], cells) -> list[str]:
     """A markdown section: title, header of ``cols``, one line of ``cells(row)`` per row."""
     if not rows:
@@ -145,6 +163,11 @@ def _matmul(r: dict) -> str:
     return r.get("matmul") or ("nacrith-mm-1" if r["date"] >= "2026-12-06" else "stock")
 
 
+def _default(r: dict) -> bool:
+    """Whether a row was made with today's default options (rows before the field: main rows)."""
+    return r.get("default", True)
+
+
 def table() -> None:
     rows = read_rows(OUT)
     rate_cols = ["compress tok/s (x stock)", "decompress tok/s (x stock)"]
@@ -154,7 +177,7 @@ def table() -> None:
            "`bench/reference.py`). One process, all cores of the machine.", ""]
     suite = lambda name: [r for r in rows if r["suite"] == name]  # noqa: E731
     out += _section("Default level", ["date", "file (bytes)", "attention", "weight products", "bpb", *rate_cols,
-                                      "stock tok/s", "peak RSS MiB"], suite("main"),
+                                      "stock tok/s", "peak RSS MiB"], [r for r in suite("main") if _default(r)],
                     lambda r: [r["date"], f"{r['file']} ({r['bytes']})", r.get("attention", ""), _matmul(r),
                                r["bpb"], *_rates(r), r["stock_tok_s"], r["peak_rss_mb"]])
     out += _section("Drafts (speculative decoding of one-lane frames)",
@@ -168,6 +191,11 @@ def table() -> None:
                                r.get("draft_min_hit_rate", 0.0) if r["draft_max"] else "", r["bpb"], *_rates(r),
                                f"{r['stock_one_token_tok_s']} ({r['decompress_tok_s'] / r['stock_one_token_tok_s']:.3f}x)"
                                if "stock_one_token_tok_s" in r else "not run"])
+    out += _section("By file size (default level)", ["date", "file (bytes)", "bpb", *rate_cols,
+                                                     "decompress / compress", "stock tok/s", "peak RSS MiB"],
+                    suite("sizes"),
+                    lambda r: [r["date"], f"{r['file']} ({r['bytes']})", r["bpb"], *_rates(r),
+                               f"{r['decompress_tok_s'] / r['compress_tok_s']:.2f}", r["stock_tok_s"], r["peak_rss_mb"]])
     out += _section("Levels", ["date", "file (bytes)", "level", "attention", "weight products", "bpb", *rate_cols],
                     suite("levels"),
                     lambda r: [r["date"], f"{r['file']} ({r['bytes']})", f"-{r['level']}", r.get("attention", ""),

@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
 
         mm = matmul_kernel()
         print(f"backend ok: {fingerprint(0, default_attention())}"
-              + (f"; weight products: {mm} (same bits as llama.cpp's)" if mm else ""))
+              + (f"; weight products: {mm} (Q4_1/Q8_0 tiles with llama.cpp's bits, other types "
+                 "batch-invariant)" if mm else ""))
         return 0
     print(fingerprint(0, default_attention()))
     return 0

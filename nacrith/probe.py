@@ -214,8 +214,21 @@ def cache_key(model: Model, attention: Attention) -> str:
     from .backend import fingerprint
 
     return (f"v{PROBE_VERSION}|{model.sha256}|{fingerprint(None, attention, model.kernel_record, gpu=False)}"
+            f"|lib={_library_digest()}"
             f"|mm={matmul_kernel() or 'stock'}|inv={int(invariant_products())}"
             f"|tiled={os.environ.get('GGML_CPU_TILED_MM', '')}")
+
+
+def _library_digest() -> str:
+    """The sha256 (first 16 hex digits) of the loaded llama.cpp CPU library: a rebuilt library is
+    probed again even where its kernel markers and fingerprint did not change."""
+    from pathlib import Path
+
+    from .runtime import file_sha256, ggml_cpu_library
+
+    lib = ggml_cpu_library()
+    path = getattr(lib, "_name", None)
+    return file_sha256(Path(path))[:16] if path else "none"
 
 
 def _cache_file():
