@@ -33,3 +33,29 @@ def test_the_default_preset_fingerprint_is_unchanged():
     from nacrith.format import BACKEND_PRESETS
 
     assert backend.fingerprint(None, FAST_ATTENTION, gpu=False) == BACKEND_PRESETS[2]
+
+
+def test_layers_on_a_gpu_always_get_the_lockstep_schedule_and_the_stream_records_it(monkeypatch):
+    """A model with layers offloaded is never probed and never encoded in batches (CUDA kernels
+    are chosen by batch shape); the params record the offload and the schedule, so the decoder
+    follows it. Shown without a GPU by marking the loaded model's layers as offloaded."""
+    import pytest
+
+    from nacrith import probe
+    from nacrith.engine import Engine
+    from nacrith.errors import BackendError
+    from nacrith.format import SCHEDULE_LOCKSTEP
+    from nacrith.llm_frame import lockstep_params
+    from nacrith.options import Options
+
+    with Engine(threads=1, gpu_layers=0) as e:
+        assert e.resolve(Options()).schedule == "batched"  # the same model on the CPU: probed batched
+        e._verdicts.clear()
+        monkeypatch.setattr(e.model, "n_gpu_layers", 5)
+        monkeypatch.setattr(probe, "verdict", lambda *a, **k: pytest.fail("a GPU model was probed"))
+        opts = e.resolve(Options())
+        assert opts.schedule == "lockstep"
+        p = e.params(opts)
+        assert p.schedule == SCHEDULE_LOCKSTEP and p.offload == 5 and lockstep_params(p)
+        with pytest.raises(BackendError, match="not proven"):
+            e.resolve(Options(schedule="batched"))
