@@ -31,6 +31,12 @@ tar xzf "$TMP/llama_cpp_python-$LLAMA_VERSION.tar.gz" -C "$TMP"
 SRC="$TMP/llama_cpp_python-$LLAMA_VERSION"
 for P in native/llama/nacrith-fa.patch native/llama/nacrith-mm.patch; do patch -s -p1 -d "$SRC" < "$P"; done
 rm -rf "$SRC/vendor/llama.cpp/"{docs,models,benches,tests,tools,media,examples,gguf-py,scripts,grammars,prompts}
+# the sdist carries a git pack of llama.cpp (38 MB) and every ggml backend; the build reads the CPU
+# and CUDA ones only (ggml_add_backend adds a backend's folder only when its GGML_<NAME> is on)
+rm -rf "$SRC/.git" "$SRC/vendor/llama.cpp/.git"
+for B in opencl vulkan sycl hexagon metal et webgpu openvino cann virtgpu zdnn zendnn musa hip rpc; do
+  rm -rf "$SRC/vendor/llama.cpp/ggml/src/ggml-$B"
+done
 mkdir -p "$SRC/vendor/llama.cpp/tools" "$SRC/vendor/llama.cpp/examples" "$SRC/vendor/llama.cpp/tests"
 printf '' > "$SRC/vendor/llama.cpp/tools/CMakeLists.txt"
 printf '' > "$SRC/vendor/llama.cpp/examples/CMakeLists.txt"
@@ -62,7 +68,10 @@ head -c 8000 "$D/b/alice29.txt" > "$D/b/alice8k.txt"
 
 echo "bundle built in $(( $(date +%s) - t0 )) s:" >&2
 du -sh "$D/a" "$D/b" "$D/a/"* "$D/a/whl/"* "$D/b/"* | sed 's/^/  /' >&2
+# a call carries the working tree too (tracked and untracked files git does not ignore)
+TREE=$(git ls-files -z --cached --others --exclude-standard | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
 for part in a b; do
-  n=$(du -sm "$D/$part" | cut -f1)
-  if [ "$n" -ge 64 ]; then echo "bundle part $part is $n MiB: over the 64 MiB a call carries" >&2; exit 1; fi
+  n=$(( ($(du -sb "$D/$part" | cut -f1) + TREE) / 1048576 ))
+  echo "  call $part carries $n MiB (with the working tree)" >&2
+  if [ "$n" -ge 64 ]; then echo "bundle part $part: $n MiB with the working tree, over the 64 MiB a call carries" >&2; exit 1; fi
 done

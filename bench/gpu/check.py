@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT))  # after the installed wheel (PYTHONPATH): its native core is built for this Python
 
 
 def log(report: dict, key: str, value) -> None:
@@ -106,7 +106,10 @@ def main(argv=None) -> int:
         opts = s.resolve(Options())
         log(report, "schedule", opts.schedule)
         alice = (data / "alice29.txt").read_bytes()
-        r = round_trip(s, alice, Options(), "alice29.txt")
+        name = "alice29.txt"
+        if args.cpu:  # the rehearsal checks the path, not the rates: a one-lane prefix is enough
+            alice, name = alice[:16384], "alice29.txt[:16384] (CPU rehearsal)"
+        r = round_trip(s, alice, Options(), name)
         blob = r.pop("_blob")
         (out / "alice29.gpu.nc").write_bytes(blob)
         log(report, "round_trip_alice29", r)
