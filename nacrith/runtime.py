@@ -81,29 +81,31 @@ def matmul_kernel() -> str:
     return _marker("ggml_cpu_nacrith_mm")
 
 
+def _int_function(symbol: str):
+    """``int symbol(int)`` of the CPU backend library (nacrith's kernel switches and counters), or
+    None on a build without it."""
+    fn = getattr(ggml_cpu_library(), symbol, None)
+    if fn is not None:
+        fn.argtypes = [ctypes.c_int]
+        fn.restype = ctypes.c_int
+    return fn
+
+
 def set_invariant_products(on: bool) -> bool:
     """Turn nacrith-mm-2's batch-invariant routing of the weight types without a tile (every type
     but Q4_1 and Q8_0: products of several columns take llama.cpp's per-element vec_dot loop, not
     llamafile's sgemm or the tiled K-quant GEMM) on or off in this process. Off changes the bits
     of those types (stock llama.cpp's routing: reference timings, and tests that show what the
     probe catches). Returns whether it was on; False on a build without it."""
-    lib = ggml_cpu_library()
-    fn = getattr(lib, "ggml_cpu_nacrith_inv_set", None)
-    if fn is None:
-        return False
-    fn.argtypes = [ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return bool(fn(1 if on else 0))
+    fn = _int_function("ggml_cpu_nacrith_inv_set")
+    return False if fn is None else bool(fn(1 if on else 0))
 
 
 def invariant_products() -> bool:
     """Whether nacrith-mm-2's invariant routing is on in this process (False on a build without)."""
-    lib = ggml_cpu_library()
-    fn = getattr(lib, "ggml_cpu_nacrith_inv_set", None)
+    fn = _int_function("ggml_cpu_nacrith_inv_set")
     if fn is None:
         return False
-    fn.argtypes = [ctypes.c_int]
-    fn.restype = ctypes.c_int
     was = fn(1)
     fn(was)
     return bool(was)
@@ -112,12 +114,9 @@ def invariant_products() -> bool:
 def matmul_chunks(kind: str) -> int:
     """Chunks computed so far by nacrith's weight-product kernels: ``q4_1`` / ``q8_0`` tiles, or
     ``invariant`` (the per-element loop of the other types): tests assert which ran."""
-    lib = ggml_cpu_library()
-    fn = getattr(lib, "ggml_cpu_nacrith_mm_chunks", None)
+    fn = _int_function("ggml_cpu_nacrith_mm_chunks")
     if fn is None:
         return 0
-    fn.argtypes = [ctypes.c_int]
-    fn.restype = ctypes.c_int
     return int(fn({"q4_1": GGML_TYPES["q4_1"], "q8_0": GGML_TYPES["q8_0"], "invariant": -1}[kind]))
 
 
@@ -130,13 +129,8 @@ def set_matmul_kernel(on: bool) -> bool:
     """Turn nacrith's tiled Q4_1 weight products on or off in this process (off: llama.cpp's own
     vec_dot loop, for stock reference timings; the logits are the same bits either way).
     Returns whether it was on before; False (and nothing changes) on a build without it."""
-    lib = ggml_cpu_library()
-    fn = getattr(lib, "ggml_cpu_nacrith_mm_set", None)
-    if fn is None:
-        return False
-    fn.argtypes = [ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return bool(fn(1 if on else 0))
+    fn = _int_function("ggml_cpu_nacrith_mm_set")
+    return False if fn is None else bool(fn(1 if on else 0))
 
 
 def available(attention: Attention) -> bool:
