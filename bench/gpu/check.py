@@ -32,24 +32,18 @@ def log(report: dict, key: str, value) -> None:
 
 
 def round_trip(session, data: bytes, opts, name: str) -> dict:
-    from nacrith.decoder import decompress
+    from bench.common import timed_round_trip
     from nacrith.format import StreamParser
-    from nacrith.policy import compress
 
-    stats: dict = {}
-    t0 = time.perf_counter()
-    blob = compress(data, session, opts, stats=stats)
-    t1 = time.perf_counter()
-    back = decompress(blob, session)
-    t2 = time.perf_counter()
-    p = StreamParser(blob)
+    r = timed_round_trip(session, data, opts, name, strict=False)
+    p = StreamParser(r["blob"])
     list(p)
-    tokens = stats.get("tokens", 0)
-    return dict(file=name, bytes=len(data), identical=back == data, bpb=round(8 * len(blob) / len(data), 4),
-                tokens=tokens, lockstep_tokens=stats.get("lockstep_tokens", 0),
+    tokens = r["tokens"]
+    return dict(file=name, bytes=len(data), identical=r["identical"], bpb=round(r["bpb"], 4),
+                tokens=tokens, lockstep_tokens=r["stats"].get("lockstep_tokens", 0),
                 schedule=p.header.params.schedule if p.header.params else None,
-                compress_tok_s=round(tokens / (t1 - t0), 1), decompress_tok_s=round(tokens / (t2 - t1), 1),
-                _blob=blob)
+                compress_tok_s=round(tokens / r["compress_s"], 1), decompress_tok_s=round(tokens / r["decompress_s"], 1),
+                _blob=r["blob"])
 
 
 def lane_rates(model, attention, lanes_list, budget_end: float, steps: int = 64) -> list:
