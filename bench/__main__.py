@@ -21,6 +21,7 @@ Experiments (each writes its rows to ``bench/results/``; ``python -m bench EXPER
     reference    stock llama.cpp prefill of a file's tokens (the speed reference)
     floor        this machine's memory bandwidth and FMA rate: the floor of a decode step
     decode       one-lane decoding by context length, and the step fit a + b x position
+    steps        a decode step's cost by rows, threads and position; what drafts could gain
 
 Run on a quiet machine: llama.cpp threads spin, so other load distorts the timings. Every row
 records the options, the model and the backend it was made with (``bench.common.context``); a row
@@ -42,7 +43,7 @@ SCRIPTS = {"models": "bench.models", "speed": "bench.speed", "profile": "bench.p
            "coldstart": "bench.coldstart", "overhead": "bench.overhead", "scale": "bench.scale",
            "stream": "bench.stream", "anybytes": "bench.anybytes", "binary": "bench.binary",
            "roundtrip": "bench.roundtrip", "tokcost": "bench.tokcost", "reference": "bench.reference",
-           "floor": "bench.floor", "decode": "bench.decode_profile"}
+           "floor": "bench.floor", "decode": "bench.decode_profile", "steps": "bench.steps"}
 SUITE_COMMANDS = ("suite", "files", "enwik8", "readme")
 
 
