@@ -81,6 +81,15 @@ def no_reuse_cost(model, tokens, threads: int) -> dict:
             os.environ["LLAMA_GRAPH_REUSE_DISABLE"] = old
 
 
+def patches_sha() -> str:
+    """install.sh's key of the llama.cpp patches (native/llama/*.patch) this checkout builds: the
+    rows of two kernel versions with the same bits (the same backend fingerprint) stay apart."""
+    import hashlib
+
+    return hashlib.sha256(b"".join((ROOT / "native" / "llama" / f).read_bytes()
+                                   for f in ("nacrith-fa.patch", "nacrith-mm.patch"))).hexdigest()[:16]
+
+
 def ngram_hits(tokens, ks=(1, 2, 3, 4)) -> dict:
     """Share of tokens among the first k candidates of a backed-off token n-gram table of the
     tokens before them (highest order first, by count, ties by first seen)."""
@@ -169,7 +178,7 @@ def main(argv: list[str]) -> int:
                                                for th, cs in costs.items()},
                    no_graph_reuse_ms={str(p): c[1] for p, c in no_reuse.items()}, no_graph_reuse_threads=top,
                    ngram_hit=hits, prompt_lookup=prompt_lookup(tokens), prompt_lookup_ungated=prompt_lookup(tokens, False),
-                   cpu=cpu_model(), date=time.strftime("%Y-%m-%d"))
+                   patches=patches_sha(), cpu=cpu_model(), date=time.strftime("%Y-%m-%d"))
         append_row(OUT, row)
         table()
 
@@ -186,7 +195,7 @@ def table() -> None:
              "guesses of a token n-gram table, offline on the file) for cost(1 + k rows); its rate "
              "against one-token steps is (1 + hit(k)) x cost(1) / cost(1 + k) (> 1: drafting pays).", ""]
     for r in rows:
-        lines += [f"## {r['date']}, {r['model']}, {r['attention']}, {r['cpu']}", "",
+        lines += [f"## {r['date']}, {r['model']}, {r['attention']}, patches {r.get('patches', '?')}, {r['cpu']}", "",
                   "| threads | position | " + " | ".join(f"{k} rows ms" for k in ROWS) + " | 1 row, no graph reuse |",
                   "|---|---|" + "---|" * (len(ROWS) + 1)]
         for th, cs in r["step_ms"].items():
