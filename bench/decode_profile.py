@@ -65,29 +65,44 @@ def timed_decode(session, blob: bytes, data: bytes) -> dict:
                 llm_seconds=round(llm, 1), other_seconds=round(wall - llm, 1), buckets=rows)
 
 
-def step_fit(session, positions=(256, 1024, 2048, 4096, 6144, 8000), reps: int = 24) -> dict:
-    """ms of a one-token step at fixed KV positions; least-squares a + b x position."""
+def step_costs(model, tokens, threads: int, rows=(1,), positions=(256, 1024, 2048, 4096, 6144, 8000),
+               reps: int = 24, warmup: int = 0) -> dict:
+    """{position: {rows: ms}}: the median of ``reps`` ``llama_decode`` calls (after ``warmup``
+    untimed ones) of ``rows`` tokens of sequence 0 at ``position`` cached cells (BOS then
+    ``tokens``), each followed by ``seq_rm`` of its rows; default model attention."""
     import numpy as np
 
     from nacrith.model import LlamaContext, default_attention
 
-    m = session.model
-    toks = m.tokenize((find_corpora() / "canterbury" / "alice29.txt").read_bytes()[:40000])
-    seq = np.concatenate([[m.bos], toks]).astype(np.int32)
-    out = {}
-    with LlamaContext(m, n_seq=1, n_ctx_seq=8192, n_batch=256, n_threads=session.threads,
+    seq = np.concatenate([[model.bos], tokens]).astype(np.int32)
+    out: dict = {}
+    with LlamaContext(model, n_seq=1, n_ctx_seq=8192, n_batch=256, n_threads=threads,
                       attention=default_attention()) as ctx:
-        ctx.prefill(seq[:max(positions)], 256)
+        top = max(positions)
+        for i in range(0, top, 256):  # fill the cache without asking for logits
+            j = min(top, i + 256)
+            ctx.decode(seq[i:j], np.arange(i, j, dtype=np.int32), np.zeros(j - i, np.int32), np.zeros(j - i, np.int8))
         for p in sorted(positions, reverse=True):  # each step at p follows cells 0..p-1
             ctx.seq_rm(0, p, -1)
-            times = []
-            for r in range(reps):
-                t0 = time.perf_counter()
-                ctx.decode(seq[p:p + 1], np.array([p], np.int32), np.zeros(1, np.int32))
-                times.append(time.perf_counter() - t0)
-                ctx.seq_rm(0, p, -1)
-            out[p] = float(np.median(times)) * 1e3
-    out = dict(sorted(out.items()))
+            out[p] = {}
+            for r in rows:
+                times = []
+                for _ in range(warmup + reps):
+                    t0 = time.perf_counter()
+                    ctx.decode(seq[p:p + r], np.arange(p, p + r, dtype=np.int32), np.zeros(r, np.int32))
+                    times.append(time.perf_counter() - t0)
+                    ctx.seq_rm(0, p, -1)
+                out[p][r] = float(np.median(times[warmup:])) * 1e3
+    return dict(sorted(out.items()))
+
+
+def step_fit(session, positions=(256, 1024, 2048, 4096, 6144, 8000), reps: int = 24) -> dict:
+    """ms of a one-token step at fixed KV positions; least-squares a + b x position."""
+    import numpy as np
+
+    m = session.model
+    toks = m.tokenize((find_corpora() / "canterbury" / "alice29.txt").read_bytes()[:40000])
+    out = {p: c[1] for p, c in step_costs(m, toks, session.threads, positions=positions, reps=reps).items()}
     x = np.array(list(out)), np.array(list(out.values()))
     b, a = np.polyfit(x[0], x[1], 1)
     return dict(ms_by_position={str(k): round(v, 2) for k, v in out.items()}, a_ms=round(float(a), 2),

@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import append_row, cpu_model, find_corpora, read_rows  # noqa: E402
+from bench.decode_profile import step_costs  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "steps.jsonl"
 ROWS = (1, 2, 3, 5, 9)
@@ -40,40 +41,12 @@ POSITIONS = (256, 2048, 6000)
 ORDERS = (6, 4, 3, 2, 1)
 
 
-def step_costs(model, tokens, threads: int, rows=ROWS, positions=POSITIONS, reps: int = 24) -> dict:
-    """{position: {rows: ms}} of steps of ``rows`` rows of sequence 0 at ``position`` cached cells."""
-    import numpy as np
-
-    from nacrith.model import LlamaContext, default_attention
-
-    seq = np.concatenate([[model.bos], tokens]).astype(np.int32)
-    out: dict = {}
-    with LlamaContext(model, n_seq=1, n_ctx_seq=8192, n_batch=256, n_threads=threads,
-                      attention=default_attention()) as ctx:
-        top = max(positions)
-        for i in range(0, top, 256):  # fill the cache without asking for logits
-            j = min(top, i + 256)
-            ctx.decode(seq[i:j], np.arange(i, j, dtype=np.int32), np.zeros(j - i, np.int32), np.zeros(j - i, np.int8))
-        for p in sorted(positions, reverse=True):
-            ctx.seq_rm(0, p, -1)
-            out[p] = {}
-            for r in rows:
-                times = []
-                for _ in range(reps + 2):
-                    t0 = time.perf_counter()
-                    ctx.decode(seq[p:p + r], np.arange(p, p + r, dtype=np.int32), np.zeros(r, np.int32))
-                    times.append(time.perf_counter() - t0)
-                    ctx.seq_rm(0, p, -1)
-                out[p][r] = round(float(np.median(times[2:])) * 1e3, 3)
-    return dict(sorted(out.items()))
-
-
 def no_reuse_cost(model, tokens, threads: int) -> dict:
     """One-row step costs with llama.cpp's graph reuse off (read when a context is created)."""
     old = os.environ.get("LLAMA_GRAPH_REUSE_DISABLE")
     os.environ["LLAMA_GRAPH_REUSE_DISABLE"] = "1"
     try:
-        return step_costs(model, tokens, threads, rows=(1,))
+        return step_costs(model, tokens, threads, rows=(1,), positions=POSITIONS, warmup=2)
     finally:
         if old is None:
             del os.environ["LLAMA_GRAPH_REUSE_DISABLE"]
@@ -122,7 +95,7 @@ def prompt_lookup(tokens, gated: bool = True) -> dict:
     """Tokens per call of the decoder's prompt lookup on these tokens (no LLM: the schedule only)."""
     import numpy as np
 
-    from nacrith.lanes import PromptLookup
+    from nacrith.lanes import PromptLookup, accept_drafts
     from nacrith.options import Execution
 
     ex = Execution()
@@ -135,18 +108,10 @@ def prompt_lookup(tokens, gated: bool = True) -> dict:
     while t < T:
         guess = d.propose(out, t, min(T - 1 - t, ex.draft_max))
         calls += 1
-        i = 0
-        while True:
-            out[t] = toks[t]
-            t += 1
-            d.add(out, t)
-            if i < len(guess) and guess[i] == out[t - 1]:
-                i += 1
-                continue
-            break
-        d.feedback(len(guess), i)
+        i = accept_drafts(d, out, t, guess, lambda k, t=t: int(toks[t + k]))
         drafted += len(guess)
         accepted += i
+        t += i + 1
     return dict(tokens_per_call=round(T / max(1, calls), 4), drafted=drafted, accepted=accepted)
 
 
@@ -167,16 +132,16 @@ def main(argv: list[str]) -> int:
         ref = model.tokenize((find_corpora() / "canterbury" / "alice29.txt").read_bytes()[:40000])
         costs = {}
         for th in (int(x) for x in threads.split(",")):
-            costs[th] = step_costs(model, ref, th)
+            costs[th] = step_costs(model, ref, th, rows=ROWS, positions=POSITIONS, warmup=2)
             print(th, costs[th], flush=True)
         top = max(costs)
         no_reuse = no_reuse_cost(model, ref, top)
         hits = ngram_hits(tokens)
         row = dict(model=model.label, attention=default_attention().name, file=name, bytes=len(data),
-                   tokens=len(tokens), step_ms={str(th): {str(p): {str(r): v for r, v in c.items()}
+                   tokens=len(tokens), step_ms={str(th): {str(p): {str(r): round(v, 3) for r, v in c.items()}
                                                          for p, c in cs.items()}
                                                for th, cs in costs.items()},
-                   no_graph_reuse_ms={str(p): c[1] for p, c in no_reuse.items()}, no_graph_reuse_threads=top,
+                   no_graph_reuse_ms={str(p): round(c[1], 3) for p, c in no_reuse.items()}, no_graph_reuse_threads=top,
                    ngram_hit=hits, prompt_lookup=prompt_lookup(tokens), prompt_lookup_ungated=prompt_lookup(tokens, False),
                    patches=patches_sha(), cpu=cpu_model(), date=time.strftime("%Y-%m-%d"))
         append_row(OUT, row)

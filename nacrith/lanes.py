@@ -218,6 +218,21 @@ class PromptLookup:
             self.k = min(self.k_max, self.k * 2) if accepted == proposed else 1 if accepted == 0 else self.k
 
 
+def accept_drafts(drafts, out: np.ndarray, t: int, guess: list[int], token: Callable[[int], int]) -> int:
+    """One drafted step of the schedule: ``out[t + i] = token(i)`` for i = 0, 1, ... while the
+    decoded tokens equal the draft ``guess``, each shown to the draft source (``drafts.add``);
+    returns the drafts accepted (``out[:t + i + 1]`` is then known), after ``drafts.feedback``."""
+    i = 0
+    while True:
+        out[t + i] = token(i)
+        drafts.add(out, t + i + 1)
+        if i < len(guess) and guess[i] == out[t + i]:
+            i += 1
+            continue
+        drafts.feedback(len(guess), i)
+        return i
+
+
 def decode_lane_drafted(ctx: LlamaContext, length: int, bos: int, window: Window,
                         choose: Callable[[int, np.ndarray | None], int],
                         needs_llm: Callable[[int], bool] | None = None,
@@ -241,6 +256,11 @@ def decode_lane_drafted(ctx: LlamaContext, length: int, bos: int, window: Window
     seq0 = np.zeros(ctx.n_batch, np.int32)
     calls = drafted = accepted = 0
     n_past = t = 0
+    logits = None
+
+    def token(i: int) -> int:  # the step's i-th logits row (this call's) -> the decoded token
+        return choose(0, logits[i] if needs_llm is None or needs_llm(0) else None)
+
     while t < length:
         if n_past == window.size:
             _slide(ctx, [0], window)
@@ -250,21 +270,12 @@ def decode_lane_drafted(ctx: LlamaContext, length: int, bos: int, window: Window
         toks = np.array([bos if t == 0 else out[t - 1]] + guess, np.int32)
         logits = ctx.decode(toks, np.arange(n_past, n_past + len(toks), dtype=np.int32), seq0[:len(toks)])
         calls += 1
-        i = 0
-        while True:
-            use = needs_llm is None or needs_llm(0)
-            out[t] = choose(0, logits[i] if use else None)
-            t += 1
-            drafts.add(out, t)
-            if i < len(guess) and guess[i] == out[t - 1]:
-                i += 1
-                continue
-            break
+        i = accept_drafts(drafts, out, t, guess, token)
         if i < len(guess):
             ctx.seq_rm(0, n_past + i + 1, -1)
         drafted += len(guess)
         accepted += i
-        drafts.feedback(len(guess), i)
+        t += i + 1
         n_past += i + 1
     if stats is not None:
         for k, v in (("calls", calls), ("drafted", drafted), ("accepted", accepted)):
